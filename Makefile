@@ -1,0 +1,32 @@
+# Two commands do all the set-up from a fresh clone:
+#   make demo   create .venv, then pretrain StoP and I-JEPA on built-in data, probe, print, plot
+#   make test   create .venv, then run the whole test suite once per backend
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv test demo benchmark clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[all]"
+	touch $@
+
+test: venv
+	PYTHON=$(PY) bash scripts/run_tests.sh
+
+demo: venv
+	$(PY) -m recipes.demo
+
+benchmark: venv
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

@@ -1,0 +1,1 @@
+from keras_flexpredict.testing.test_case import TestCase
