@@ -1,0 +1,181 @@
+"""Stochastic positional embeddings (StoP) for the masked tokens of any ViT predictor."""
+
+import keras
+from keras import ops
+
+COVARIANCES = ("tied", "learned", "low_rank", "isotropic", "none")
+
+
+@keras.saving.register_keras_serializable(package="keras_flexpredict")
+class StochasticPositionalEmbedding(keras.layers.Layer):
+    """Turns the positional embeddings of masked tokens into StoP's stochastic tokens.
+
+    The layer knows nothing of I-JEPA: it receives the positional embeddings `psi` of
+    the tokens to predict (any leading shape, width `Dp`) and, in `tied` mode, the affine
+    projection `(A, b)` that the caller already uses for its context tokens, and returns
+
+    - `tied` (default, the paper and the official code): `psi + A n + b`, with
+      `n ~ N(0, sigma^2 I_De)` drawn per token in the *input* width `De` of `projection`
+      and pushed through the same `projection`. Tying `A` to the context projection is
+      what keeps training from shrinking `A` to zero; the bias `b` plays the role of the
+      mask token.
+    - `learned`: `psi + A' n + b'` with the layer's own `A'` (`noise_dim -> Dp`); the
+      paper reports that this collapses to `A' = 0` unless regularised
+      (`kernel_regularizer`).
+    - `low_rank`: as `learned` with `n` drawn in `rank` dimensions, so the covariance
+      `sigma^2 A' A'^T` has rank `rank`.
+    - `isotropic`: `psi + mask_token + sigma * n`, `n ~ N(0, I_Dp)` (fixed covariance).
+    - `none`: `psi + mask_token`, the deterministic I-JEPA baseline.
+
+    `mask_token` is a learned `Dp` vector drawn from N(0, 0.02). Noise is drawn with the
+    layer's own `SeedGenerator`, in the reparameterised form (so gradients reach `A`),
+    and only when `training=True`; otherwise (and when `sigma=0`) the output is the
+    noise-free mean (`psi + b` in `tied` mode).
+
+    Args:
+        sigma: float. Standard deviation of the noise (0.25 for ViT-B/L, 0.2 for ViT-H
+            in the paper). Defaults to `0.25`.
+        covariance: str. One of `"tied"`, `"learned"`, `"low_rank"`, `"isotropic"`,
+            `"none"`. Defaults to `"tied"`.
+        noise_dim: int or None. Width `De` of the noise. `tied` reads it from
+            `projection.kernel` when None; `learned` requires it.
+        rank: int or None. Noise width of `low_rank` mode (required there).
+        kernel_regularizer: optional regularizer of the own `A'` (`learned`, `low_rank`).
+        seed: int or None. Seed of the layer's `SeedGenerator`.
+
+    Call arguments:
+        positional_embeddings: `(..., Dp)` positional embeddings of the masked tokens.
+        projection: a layer mapping `(..., De) -> (..., Dp)` affinely, e.g. a `Dense`;
+            required in `tied` mode and ignored otherwise.
+        training: bool. Noise is added only when true.
+
+    Example:
+    >>> dense = keras.layers.Dense(8)
+    >>> _ = dense(np.zeros((1, 16), "float32"))  # the context projection De=16 -> Dp=8
+    >>> stop = StochasticPositionalEmbedding(sigma=0.25, seed=0)
+    >>> psi = np.zeros((2, 5, 8), "float32")
+    >>> stop(psi, projection=dense, training=True).shape
+    (2, 5, 8)
+
+    References:
+        - [Bar et al., 2024, Stochastic positional embeddings improve masked image
+          modeling](https://arxiv.org/abs/2308.00566)
+    """
+
+    def __init__(
+        self,
+        sigma=0.25,
+        covariance="tied",
+        noise_dim=None,
+        rank=None,
+        kernel_regularizer=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if covariance not in COVARIANCES:
+            raise ValueError(
+                f"`covariance` must be one of {COVARIANCES}. Received: covariance={covariance!r}"
+            )
+        if sigma is None or float(sigma) < 0:
+            raise ValueError(
+                f"`sigma` is a standard deviation and must be >= 0. Received: sigma={sigma}"
+            )
+        if covariance == "learned" and noise_dim is None:
+            raise ValueError(
+                "`covariance='learned'` needs `noise_dim` (the width of the noise). "
+                f"Received: noise_dim={noise_dim}"
+            )
+        if covariance == "low_rank" and (rank is None or int(rank) < 1):
+            raise ValueError(
+                f"`covariance='low_rank'` needs a positive `rank`. Received: rank={rank}"
+            )
+        self.sigma = float(sigma)
+        self.covariance = covariance
+        self.noise_dim = None if noise_dim is None else int(noise_dim)
+        self.rank = None if rank is None else int(rank)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        if self.covariance in ("learned", "low_rank"):
+            self.noise_projection = keras.layers.Dense(
+                dim,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
+                kernel_regularizer=self.kernel_regularizer,
+                dtype=self.dtype_policy,
+                name="noise_projection",
+            )
+            width = self.noise_dim if self.covariance == "learned" else self.rank
+            self.noise_projection.build((None, width))
+        if self.covariance in ("isotropic", "none"):
+            self.mask_token = self.add_weight(
+                name="mask_token",
+                shape=(dim,),
+                initializer=keras.initializers.RandomNormal(stddev=0.02),
+            )
+
+    def _noise_width(self, projection):
+        if self.covariance == "low_rank":
+            return self.rank
+        if self.covariance == "learned" or self.noise_dim is not None:
+            return self.noise_dim
+        kernel = getattr(projection, "kernel", None)
+        if kernel is None:
+            raise ValueError(
+                "In `tied` mode pass `noise_dim`, or a `projection` with a `kernel` "
+                f"(e.g. a built Dense). Received: projection={projection!r}"
+            )
+        return int(kernel.shape[0])
+
+    def call(self, positional_embeddings, projection=None, training=None):
+        psi = positional_embeddings
+        add_noise = bool(training) and self.sigma > 0
+        if self.covariance in ("isotropic", "none"):
+            out = psi + ops.cast(self.mask_token, psi.dtype)
+            if self.covariance == "isotropic" and add_noise:
+                out = out + self.sigma * keras.random.normal(
+                    ops.shape(psi), dtype=psi.dtype, seed=self.seed_generator
+                )
+            return out
+        if self.covariance == "tied":
+            if projection is None:
+                raise ValueError(
+                    "`covariance='tied'` needs the caller's context projection: "
+                    "call the layer with `projection=<Dense De -> Dp>`."
+                )
+            affine = projection
+        else:
+            affine = self.noise_projection
+        width = self._noise_width(projection)
+        if add_noise:
+            noise = keras.random.normal(
+                tuple(ops.shape(psi)[:-1]) + (width,),
+                stddev=self.sigma,
+                dtype=self.compute_dtype,
+                seed=self.seed_generator,
+            )
+            shift = affine(noise)
+        else:
+            # The noise-free mean A 0 + b = b, for any affine projection.
+            shift = affine(ops.zeros((1, width), dtype=self.compute_dtype))
+        return psi + ops.cast(shift, psi.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "sigma": self.sigma,
+                "covariance": self.covariance,
+                "noise_dim": self.noise_dim,
+                "rank": self.rank,
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "seed": self.seed,
+            }
+        )
+        return config

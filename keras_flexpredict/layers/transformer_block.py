@@ -1,0 +1,127 @@
+"""Pre-LayerNorm ViT block with a fused-qkv self-attention that honours padding."""
+
+import keras
+from keras import ops
+
+
+def _normal(stddev):
+    return keras.initializers.RandomNormal(stddev=stddev)
+
+
+@keras.saving.register_keras_serializable(package="keras_flexpredict")
+class TransformerBlock(keras.layers.Layer):
+    """`x + Attn(LN(x))`, then `x + MLP(LN(x))`, as the ViT blocks of I-JEPA.
+
+    Attention uses a fused `qkv` projection (the layout of the official checkpoints)
+    and `keras.ops.dot_product_attention`. Padded tokens (`padding_mask` False) are
+    never attended to; their own outputs are meaningless and are zeroed. LayerNorm eps
+    1e-6, exact GELU, MLP ratio 4 by default. Kernels are drawn from N(0, 0.02), biases
+    0; `output_kernel_scale` multiplies the std of the attention-output and second MLP
+    kernels (the reference's `1 / sqrt(2 l)` depth rescaling, off by default because the
+    official training scripts re-initialise every linear layer and undo it).
+
+    Args:
+        hidden_dim: int. Token width.
+        num_heads: int. Attention heads; must divide `hidden_dim`.
+        mlp_ratio: float. MLP hidden width = `int(hidden_dim * mlp_ratio)`. Defaults to 4.
+        qkv_bias: bool. Bias in the qkv projection. Defaults to True.
+        layer_norm_epsilon: float. Defaults to 1e-6.
+        output_kernel_scale: float. Defaults to 1.0.
+
+    Call arguments:
+        tokens: `(batch, length, hidden_dim)`.
+        padding_mask: optional bool `(batch, length)`, True for real tokens.
+
+    Example:
+    >>> block = TransformerBlock(hidden_dim=8, num_heads=2)
+    >>> block(np.zeros((2, 5, 8), "float32")).shape
+    (2, 5, 8)
+    """
+
+    def __init__(
+        self,
+        hidden_dim,
+        num_heads,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        layer_norm_epsilon=1e-6,
+        output_kernel_scale=1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                "`hidden_dim` must be divisible by `num_heads`. Received: "
+                f"hidden_dim={hidden_dim}, num_heads={num_heads}"
+            )
+        self.hidden_dim = int(hidden_dim)
+        self.num_heads = int(num_heads)
+        self.mlp_ratio = float(mlp_ratio)
+        self.qkv_bias = bool(qkv_bias)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.output_kernel_scale = float(output_kernel_scale)
+
+    def build(self, input_shape):
+        d = self.hidden_dim
+        kw = dict(dtype=self.dtype_policy, bias_initializer="zeros")
+        self.norm1 = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="norm1"
+        )
+        self.qkv = keras.layers.Dense(
+            3 * d, use_bias=self.qkv_bias, kernel_initializer=_normal(0.02), name="qkv", **kw
+        )
+        self.attention_output = keras.layers.Dense(
+            d, kernel_initializer=_normal(0.02 * self.output_kernel_scale), name="attention_output", **kw
+        )
+        self.norm2 = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="norm2"
+        )
+        self.mlp_hidden = keras.layers.Dense(
+            int(d * self.mlp_ratio),
+            activation="gelu",  # exact (erf) GELU, as torch's nn.GELU()
+            kernel_initializer=_normal(0.02),
+            name="mlp_hidden",
+            **kw,
+        )
+        self.mlp_output = keras.layers.Dense(
+            d, kernel_initializer=_normal(0.02 * self.output_kernel_scale), name="mlp_output", **kw
+        )
+        token_shape = (None, None, d)
+        for layer in (self.norm1, self.qkv, self.norm2, self.mlp_hidden):
+            layer.build(token_shape)
+        self.attention_output.build(token_shape)
+        self.mlp_output.build((None, None, int(d * self.mlp_ratio)))
+
+    def call(self, tokens, padding_mask=None):
+        b, n = ops.shape(tokens)[0], ops.shape(tokens)[1]
+        head_dim = self.hidden_dim // self.num_heads
+        qkv = self.qkv(self.norm1(tokens))
+        qkv = ops.reshape(qkv, (b, n, 3, self.num_heads, head_dim))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        mask = None
+        if padding_mask is not None:
+            mask = ops.cast(padding_mask, "bool")[:, None, None, :]
+        attended = ops.dot_product_attention(q, k, v, mask=mask)
+        attended = ops.reshape(attended, (b, n, self.hidden_dim))
+        x = tokens + self.attention_output(attended)
+        x = x + self.mlp_output(self.mlp_hidden(self.norm2(x)))
+        if padding_mask is not None:
+            x = ops.where(ops.cast(padding_mask, "bool")[..., None], x, ops.zeros_like(x))
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_ratio": self.mlp_ratio,
+                "qkv_bias": self.qkv_bias,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "output_kernel_scale": self.output_kernel_scale,
+            }
+        )
+        return config
