@@ -1,0 +1,3 @@
+"""Callbacks: the EMA target-encoder schedule."""
+
+from keras_flexpredict.callbacks.ema_target_callback import EMATargetCallback

@@ -3,6 +3,9 @@
 import keras
 from keras import ops
 
+from keras_flexpredict.utils.seed_state import load_seed_state
+from keras_flexpredict.utils.seed_state import save_seed_state
+
 COVARIANCES = ("tied", "learned", "low_rank", "isotropic", "none")
 
 
@@ -165,6 +168,13 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        save_seed_state(self, store)
+
+    def load_own_variables(self, store):
+        super().load_own_variables(load_seed_state(self, store))
 
     def get_config(self):
         config = super().get_config()

@@ -2,3 +2,4 @@
 
 from keras_flexpredict.models.jepa_predictor import JEPAPredictor
 from keras_flexpredict.models.vit_encoder import ViTEncoder
+from keras_flexpredict.models.flex_predict import FlexPredict

@@ -1,0 +1,311 @@
+"""FlexPredict: the trainable StoP / I-JEPA system (context encoder, EMA target
+encoder, multi-block masker, predictor) driven by `model.fit`."""
+
+import copy
+import os
+import tempfile
+
+import keras
+from keras import ops
+
+from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker
+from keras_flexpredict.models.flex_predict_presets import FLEXPREDICT_PRESETS
+from keras_flexpredict.models.jepa_predictor import JEPAPredictor
+from keras_flexpredict.models.vit_encoder import ViTEncoder
+from keras_flexpredict.models.vit_presets import VIT_PRESETS
+
+LOSSES = ("smooth_l1", "mse")
+
+
+def _deserialize(obj, cls):
+    if isinstance(obj, dict):
+        obj = keras.saving.deserialize_keras_object(obj) if "class_name" in obj else cls(**obj)
+    if not isinstance(obj, cls):
+        raise ValueError(f"Expected a {cls.__name__}. Received: {obj!r}")
+    return obj
+
+
+@keras.saving.register_keras_serializable(package="keras_flexpredict")
+class FlexPredict(keras.Model):
+    """StoP (or the I-JEPA baseline) as a Keras model that `fit` pretrains.
+
+    One training step (all inside Keras's compiled step, on every backend):
+    draw multi-block masks; encode the whole image with the target encoder, normalise
+    its tokens (LayerNorm, no affine) and gather the target blocks; encode the context
+    tokens with the context encoder; predict the target blocks with the predictor
+    (StoP noise on the masked tokens when the predictor's `positional_noise="stop"`);
+    smooth-L1 (or MSE) loss averaged over real target tokens, features and blocks.
+
+    The target encoder starts as a copy of the context encoder and is updated only by
+    EMA, `w_bar <- m w_bar + (1 - m) w`, with `m` rising linearly from
+    `start_momentum` to `end_momentum` over the run. The schedule belongs to
+    `kfp.callbacks.EMATargetCallback` (`fit` adds one with the paper's defaults if you
+    pass none). The update runs inside the compiled train step, one step late: step `k`
+    first applies the update owed for step `k - 1` (with `m_{k-1}`), so the targets of
+    every step come from exactly the teacher of the reference code, and the callback
+    applies the last owed update when `fit` ends. `train_steps` and `ema_updates`
+    (non-trainable variables, saved with the weights) keep this exact across resumes.
+
+    Args:
+        encoder: a `ViTEncoder` (or its config). The context encoder.
+        predictor: a `JEPAPredictor` (or its config).
+        masker: a `MultiBlockMasker` (or its config), on the encoder's patch grid.
+        loss: `"smooth_l1"` (beta 1, as both official codes; the default) or `"mse"`
+            (the paper's L2).
+
+    Call arguments:
+        images: float `(B, H, W, C)` normalised images (a dataset may yield
+            `(images, labels)`; labels are ignored).
+        training: bool.
+
+    Returns:
+        dict with `predictions` and `targets` `(B, M, Kt, De)` and `target_mask`.
+
+    Example:
+    >>> model = FlexPredict.from_preset(
+    ...     "stop_vit_base_patch16_224_imagenet",
+    ...     encoder=dict(image_size=32, patch_size=8, hidden_dim=32, depth=1, num_heads=2),
+    ...     predictor=dict(hidden_dim=16, depth=1, num_heads=2),
+    ...     masker=dict(target_scale=(0.15, 0.3), min_keep=1))
+    >>> model.compile(optimizer="adamw")
+    >>> images = np.random.rand(8, 32, 32, 3).astype("float32")
+    >>> history = model.fit(images, batch_size=4, epochs=1, verbose=0)
+    >>> model.target_encoder(images[:2]).shape
+    (2, 16, 32)
+
+    References:
+        - [Bar et al., 2024, StoP](https://arxiv.org/abs/2308.00566)
+        - [Assran et al., 2023, I-JEPA](https://arxiv.org/abs/2301.08243)
+    """
+
+    def __init__(self, encoder, predictor, masker, loss="smooth_l1", **kwargs):
+        super().__init__(**kwargs)
+        if loss not in LOSSES:
+            raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
+        self.encoder = _deserialize(encoder, ViTEncoder)
+        self.predictor = _deserialize(predictor, JEPAPredictor)
+        self.masker = _deserialize(masker, MultiBlockMasker)
+        self.loss_name = loss
+        if self.predictor.encoder_dim != self.encoder.hidden_dim:
+            raise ValueError(
+                "The predictor's `encoder_dim` must equal the encoder's `hidden_dim`. Received: "
+                f"encoder_dim={self.predictor.encoder_dim}, hidden_dim={self.encoder.hidden_dim}"
+            )
+        grids = {
+            "encoder": tuple(self.encoder.grid_size),
+            "predictor": tuple(self.predictor.grid_size),
+            "masker": tuple(self.masker.grid_size),
+        }
+        if len(set(grids.values())) != 1:
+            raise ValueError(f"Encoder, predictor and masker must share one patch grid. Received: {grids}")
+        target_config = self.encoder.get_config()
+        target_config.update(name="target_encoder", trainable=False)
+        self.target_encoder = ViTEncoder.from_config(target_config)
+
+        scalar = dict(shape=(), trainable=False, aggregation="only_first_replica")
+        self.train_steps = self.add_weight(name="train_steps", initializer="zeros", dtype="int32", **scalar)
+        self.ema_updates = self.add_weight(name="ema_updates", initializer="zeros", dtype="int32", **scalar)
+        self.ema_start_momentum = self.add_weight(
+            name="ema_start_momentum", initializer=keras.initializers.Constant(0.996), dtype="float32", **scalar
+        )
+        self.ema_end_momentum = self.add_weight(
+            name="ema_end_momentum", initializer=keras.initializers.Constant(1.0), dtype="float32", **scalar
+        )
+        self.ema_total_steps = self.add_weight(
+            name="ema_total_steps", initializer="zeros", dtype="float32", **scalar
+        )
+        self.build((None, *self.encoder.image_size, self.encoder.num_channels))
+
+    @classmethod
+    def from_preset(cls, preset, encoder=None, predictor=None, masker=None, **kwargs):
+        """A randomly initialised model of a paper run, e.g.
+        `"stop_vit_base_patch16_224_imagenet"` or `"ijepa_vit_huge_patch14_224_imagenet"`.
+        `encoder`, `predictor`, `masker` are dicts overriding constructor arguments."""
+        if preset not in FLEXPREDICT_PRESETS:
+            raise ValueError(
+                f"Unknown preset. Choose one of {sorted(FLEXPREDICT_PRESETS)}. Received: preset={preset!r}"
+            )
+        spec = copy.deepcopy(FLEXPREDICT_PRESETS[preset])
+        encoder_config = dict(VIT_PRESETS[spec["encoder"]], **(encoder or {}))
+        vit = ViTEncoder(**encoder_config)
+        predictor_config = dict(
+            encoder_dim=vit.hidden_dim, num_heads=vit.num_heads, grid_size=vit.grid_size
+        )
+        predictor_config.update(spec["predictor"], **(predictor or {}))
+        masker_config = dict(spec["masker"], grid_size=vit.grid_size, **(masker or {}))
+        return cls(
+            encoder=vit,
+            predictor=JEPAPredictor(**predictor_config),
+            masker=MultiBlockMasker(**masker_config),
+            **kwargs,
+        )
+
+    @classmethod
+    def presets(cls):
+        return sorted(FLEXPREDICT_PRESETS)
+
+    def build(self, images_shape):
+        images_shape = tuple(images_shape)
+        self.encoder.build(images_shape)
+        self.target_encoder.build(images_shape)
+        self.predictor.build((None, None, self.encoder.hidden_dim))
+        for teacher, student in self._teacher_student_pairs():
+            teacher.assign(ops.copy(student))  # a fresh buffer: JAX donates both
+        self.built = True
+
+    def _teacher_student_pairs(self):
+        return list(zip(self.target_encoder.weights, self.encoder.weights))
+
+    # ------------------------------------------------------------------ EMA
+    def momentum_at(self, step):
+        """EMA momentum after optimiser step `step` (0-based), as the reference's
+        `start + step * (end - start) / total_steps` (clipped at the end)."""
+        start, end = self.ema_start_momentum, self.ema_end_momentum
+        total = self.ema_total_steps
+        progress = ops.where(
+            total > 0, ops.minimum(ops.cast(step, "float32") / ops.maximum(total, 1.0), 1.0), 0.0
+        )
+        return start + (end - start) * progress
+
+    def set_ema_schedule(self, start_momentum, end_momentum, total_steps):
+        """Sets the momentum schedule (called by `EMATargetCallback`)."""
+        self.ema_start_momentum.assign(float(start_momentum))
+        self.ema_end_momentum.assign(float(end_momentum))
+        self.ema_total_steps.assign(float(total_steps))
+
+    def update_target_encoder(self):
+        """Applies the EMA update owed for the last completed step, if any.
+
+        Runs inside the train step, and eagerly from `EMATargetCallback` when `fit`
+        ends. A no-op when the teacher is up to date."""
+        owed = self.ema_updates < self.train_steps
+        momentum = ops.where(owed, self.momentum_at(self.train_steps - 1), 1.0)
+        for teacher, student in self._teacher_student_pairs():
+            if not student.trainable:
+                continue  # fixed tables (sin-cos PE) are equal already
+            m = ops.cast(momentum, teacher.dtype)
+            teacher.assign(m * teacher + (1.0 - m) * ops.stop_gradient(ops.cast(student, teacher.dtype)))
+        self.ema_updates.assign(self.train_steps)
+
+    # ------------------------------------------------------------- training
+    def _check_images(self, images):
+        expected = (*self.encoder.image_size, self.encoder.num_channels)
+        shape = tuple(images.shape)
+        if len(shape) != 4 or shape[1:] != expected:
+            raise ValueError(
+                f"FlexPredict expects image batches of shape (batch, {expected[0]}, {expected[1]}, "
+                f"{expected[2]}). Received: shape={shape}"
+            )
+        dtype = keras.backend.standardize_dtype(images.dtype)
+        if "float" not in dtype:
+            raise ValueError(
+                "FlexPredict expects float images (normalised, e.g. with the ImageNet mean/std). "
+                f"Received: dtype={dtype}"
+            )
+
+    def call(self, images, training=None):
+        if isinstance(images, (tuple, list)):
+            images = images[0]
+        self._check_images(images)
+        if training:
+            self.update_target_encoder()
+        masks = self.masker(images)
+        targets = self.target_encoder(images, training=False)
+        targets = ops.stop_gradient(self._normalize(targets))
+        b = ops.shape(targets)[0]
+        _, m, kt = masks["target_indices"].shape
+        idx = ops.reshape(ops.cast(masks["target_indices"], "int32"), (b, m * kt, 1))
+        targets = ops.reshape(ops.take_along_axis(targets, idx, axis=1), (b, m, kt, -1))
+        context = self.encoder(
+            images,
+            context_indices=masks["context_indices"],
+            context_mask=masks["context_mask"],
+            training=training,
+        )
+        predictions = self.predictor(context, masks, training=training)
+        if training:
+            self.train_steps.assign_add(1)
+        return {"predictions": predictions, "targets": targets, "target_mask": masks["target_mask"]}
+
+    @staticmethod
+    def _normalize(x, epsilon=1e-5):
+        # F.layer_norm(h, (h.size(-1),)) of the reference: no affine, eps 1e-5.
+        x = ops.cast(x, "float32")
+        mean = ops.mean(x, axis=-1, keepdims=True)
+        var = ops.var(x, axis=-1, keepdims=True)
+        return (x - mean) * ops.rsqrt(var + epsilon)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        predictions = ops.cast(y_pred["predictions"], "float32")
+        targets = ops.cast(y_pred["targets"], "float32")
+        weight = ops.cast(y_pred["target_mask"], "float32")[..., None]
+        diff = predictions - targets
+        if self.loss_name == "smooth_l1":
+            abs_diff = ops.abs(diff)
+            per_element = ops.where(abs_diff < 1.0, 0.5 * diff * diff, abs_diff - 0.5)
+        else:
+            per_element = diff * diff
+        count = ops.maximum(ops.sum(weight), 1.0) * ops.cast(ops.shape(diff)[-1], "float32")
+        loss = ops.sum(per_element * weight) / count
+        if self.losses:
+            loss = loss + ops.sum([ops.cast(l, "float32") for l in self.losses])
+        return loss
+
+    def compile(self, optimizer="jepa_adamw", **kwargs):
+        """As `keras.Model.compile`; the loss is the model's own (`loss` is refused).
+        The default optimiser is `JEPAAdamW` (lr 1e-3, weight decay 0.04, none on 1-D
+        weights); recipes pass `kfp.optimizers.make_jepa_optimizer(...)` instead."""
+        if kwargs.get("loss") is not None:
+            raise ValueError(
+                "FlexPredict computes its own loss (set `loss=` on the model). "
+                f"Received: loss={kwargs['loss']!r}"
+            )
+        if optimizer == "jepa_adamw":
+            from keras_flexpredict.optimizers import JEPAAdamW
+
+            optimizer = JEPAAdamW(learning_rate=1e-3, weight_decay=0.04)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """As `keras.Model.fit`; adds an `EMATargetCallback` with the paper's momentum
+        schedule (0.996 -> 1.0 over the run) when `callbacks` has none."""
+        from keras_flexpredict.callbacks.ema_target_callback import EMATargetCallback
+
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, EMATargetCallback) for c in callbacks):
+            callbacks.append(EMATargetCallback())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def export_target_encoder(self, filepath):
+        """Writes the target encoder alone as a `.keras` file (atomically), for feature
+        extraction: `keras.saving.load_model(filepath)(images)`."""
+        if not str(filepath).endswith(".keras"):
+            raise ValueError(f"`filepath` must end in .keras. Received: filepath={filepath}")
+        directory = os.path.dirname(os.path.abspath(filepath))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".keras", dir=directory)
+        os.close(fd)
+        try:
+            self.target_encoder.save(tmp)
+            os.replace(tmp, filepath)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "predictor": keras.saving.serialize_keras_object(self.predictor),
+            "masker": keras.saving.serialize_keras_object(self.masker),
+            "loss": self.loss_name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key, klass in (("encoder", ViTEncoder), ("predictor", JEPAPredictor), ("masker", MultiBlockMasker)):
+            config[key] = _deserialize(config[key], klass)
+        return cls(**config)
