@@ -1,7 +1,17 @@
 """keras_flexpredict: stochastic positional embeddings (StoP / FlexPredict) on I-JEPA, for Keras 3."""
 
+import importlib
+
 from keras_flexpredict import callbacks
 from keras_flexpredict import layers
 from keras_flexpredict import models
 from keras_flexpredict import optimizers
 from keras_flexpredict.version import __version__
+
+_LAZY = ("data", "evaluation")  # need TensorFlow / scikit-learn: imported on first use
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f"keras_flexpredict.{name}")
+    raise AttributeError(f"module 'keras_flexpredict' has no attribute {name!r}")

@@ -1,0 +1,9 @@
+"""Evaluation of frozen encoders: feature extraction, linear probe, low-shot logistic
+regression, kNN, and JSON results. The probe CLI is `keras_flexpredict.evaluation.cli`."""
+
+from keras_flexpredict.evaluation.feature_extraction import extract_features
+from keras_flexpredict.evaluation.feature_extraction import extract_features_of_splits
+from keras_flexpredict.evaluation.knn import knn_classifier
+from keras_flexpredict.evaluation.linear_probing import linear_probe
+from keras_flexpredict.evaluation.logistic_regression import logistic_regression_probe
+from keras_flexpredict.evaluation.result_io import write_result_json

@@ -5,8 +5,4 @@ from keras_flexpredict.layers.sincos_positional_embedding import SinCosPositiona
 from keras_flexpredict.layers.sincos_positional_embedding import sincos_2d_positional_embedding
 from keras_flexpredict.layers.stochastic_positional_embedding import StochasticPositionalEmbedding
 from keras_flexpredict.layers.transformer_block import TransformerBlock
-
-try:  # Written in parallel; exported once it lands.
-    from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker
-except ImportError:  # pragma: no cover
-    pass
+from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker

@@ -7,6 +7,7 @@ import tempfile
 
 import keras
 from keras import ops
+from keras.src.backend import AutocastScope
 
 from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker
 from keras_flexpredict.models.flex_predict_presets import FLEXPREDICT_PRESETS
@@ -99,7 +100,9 @@ class FlexPredict(keras.Model):
         if len(set(grids.values())) != 1:
             raise ValueError(f"Encoder, predictor and masker must share one patch grid. Received: {grids}")
         target_config = self.encoder.get_config()
-        target_config.update(name="target_encoder", trainable=False)
+        # Created trainable and frozen in `build`: on TF, `trainable=False` in the
+        # config would leave the sublayers' variables trainable.
+        target_config.update(name="target_encoder", trainable=True)
         self.target_encoder = ViTEncoder.from_config(target_config)
 
         scalar = dict(shape=(), trainable=False, aggregation="only_first_replica")
@@ -146,9 +149,15 @@ class FlexPredict(keras.Model):
 
     def build(self, images_shape):
         images_shape = tuple(images_shape)
-        self.encoder.build(images_shape)
-        self.target_encoder.build(images_shape)
-        self.predictor.build((None, None, self.encoder.hidden_dim))
+        for part, shape in (
+            (self.encoder, images_shape),
+            (self.target_encoder, images_shape),
+            (self.predictor, (None, None, self.encoder.hidden_dim)),
+        ):
+            if not part.built:  # parts deserialised from a config come built
+                part.build(shape)
+        # The teacher learns only by EMA: freeze every sublayer variable too.
+        self.target_encoder.trainable = False
         for teacher, student in self._teacher_student_pairs():
             teacher.assign(ops.copy(student))  # a fresh buffer: JAX donates both
         self.built = True
@@ -160,8 +169,9 @@ class FlexPredict(keras.Model):
     def momentum_at(self, step):
         """EMA momentum after optimiser step `step` (0-based), as the reference's
         `start + step * (end - start) / total_steps` (clipped at the end)."""
-        start, end = self.ema_start_momentum, self.ema_end_momentum
-        total = self.ema_total_steps
+        start = ops.convert_to_tensor(self.ema_start_momentum.value, "float32")
+        end = ops.convert_to_tensor(self.ema_end_momentum.value, "float32")
+        total = ops.convert_to_tensor(self.ema_total_steps.value, "float32")
         progress = ops.where(
             total > 0, ops.minimum(ops.cast(step, "float32") / ops.maximum(total, 1.0), 1.0), 0.0
         )
@@ -178,14 +188,19 @@ class FlexPredict(keras.Model):
 
         Runs inside the train step, and eagerly from `EMATargetCallback` when `fit`
         ends. A no-op when the teacher is up to date."""
-        owed = self.ema_updates < self.train_steps
-        momentum = ops.where(owed, self.momentum_at(self.train_steps - 1), 1.0)
-        for teacher, student in self._teacher_student_pairs():
-            if not student.trainable:
-                continue  # fixed tables (sin-cos PE) are equal already
-            m = ops.cast(momentum, teacher.dtype)
-            teacher.assign(m * teacher + (1.0 - m) * ops.stop_gradient(ops.cast(student, teacher.dtype)))
-        self.ema_updates.assign(self.train_steps)
+        # Under a mixed policy Keras would read the float32 weights as bfloat16 here;
+        # the EMA must run in the variables' own precision.
+        with AutocastScope(None):
+            owed = self.ema_updates < self.train_steps
+            momentum = ops.where(owed, self.momentum_at(self.train_steps - 1), 1.0)
+            for teacher, student in self._teacher_student_pairs():
+                if not student.trainable:
+                    continue  # fixed tables (sin-cos PE) are equal already
+                m = ops.cast(momentum, teacher.dtype)
+                student_value = ops.stop_gradient(ops.cast(student.value, teacher.dtype))
+                teacher.assign(m * teacher.value + (1.0 - m) * student_value)
+            # A copy: on JAX two variables must never share one buffer (donation).
+            self.ema_updates.assign(ops.copy(self.train_steps.value))
 
     # ------------------------------------------------------------- training
     def _check_images(self, images):

@@ -1,0 +1,243 @@
+r"""Probe a saved encoder: linear probe, low-shot logistic regression, kNN.
+
+Usage:
+
+    python -m keras_flexpredict.evaluation.cli --encoder=encoder.keras \
+        --protocol=all --data=procedural --output=results.json
+
+    python -m keras_flexpredict.evaluation.cli --encoder=encoder.keras \
+        --protocol=logreg --data=folder:/data/imagenet \
+        --subset_file=1percent.txt --output=results.json
+
+`--data=procedural` uses `keras_flexpredict.data.procedural_shapes_dataset` (`--num_train`
+images drawn with `--seed`, `--num_test` with `--seed + 1`, label `--label`).
+`--data=folder:<root>` uses `keras_flexpredict.data.image_folder_dataset` on
+`<root>/<train_split>/<class>/<image>` and `<root>/<test_split>/...` with the evaluation
+transform (shorter side to `image_size / 0.875`, centre crop). `--subset_file` keeps only
+the training images it lists (e.g. the 1% ImageNet split of I-JEPA / StoP; see
+`keras_flexpredict.data.read_subset_file`). Images are normalised with the ImageNet mean
+and standard deviation, as in pretraining. The input size defaults to the encoder's
+`image_size`.
+
+Features are extracted once and shared by all protocols. Prints top-1 per protocol and,
+with `--output`, writes everything as one JSON file (atomically).
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+PROTOCOLS = ("linear", "logreg", "knn")
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the CLI's flags on `flag_values` (the global absl FLAGS by default)."""
+    fv = flag_values
+    flags.DEFINE_string("encoder", None, "Path of the .keras encoder to probe.", flag_values=fv)
+    flags.DEFINE_string("protocol", "all", "linear, logreg, knn, all, or a comma list.", flag_values=fv)
+    flags.DEFINE_string("data", "procedural", "procedural or folder:<root>.", flag_values=fv)
+    flags.DEFINE_string("subset_file", None, "folder: keep only the training images this file lists.", flag_values=fv)
+    flags.DEFINE_string("output", None, "Where to write the JSON results.", flag_values=fv)
+    flags.DEFINE_integer("image_size", None, "Input size; default: the encoder's image_size.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 64, "Images per encoder call.", flag_values=fv)
+    flags.DEFINE_string("pooling", "mean", "Token pooling: mean or max.", flag_values=fv)
+    flags.DEFINE_integer("last_n_layers", 1, "Pool and concatenate the last n layers.", flag_values=fv)
+    flags.DEFINE_string("train_split", "train", "folder: training split sub-folder.", flag_values=fv)
+    flags.DEFINE_string("test_split", "val", "folder: test split sub-folder.", flag_values=fv)
+    flags.DEFINE_integer("num_train", 2000, "procedural: training images.", flag_values=fv)
+    flags.DEFINE_integer("num_test", 500, "procedural: test images.", flag_values=fv)
+    flags.DEFINE_list("label", ["shape"], "procedural: label (or comma list, combined) to predict.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the procedural data and of the probes.", flag_values=fv)
+    flags.DEFINE_integer("linear_epochs", 90, "linear: epochs.", flag_values=fv)
+    flags.DEFINE_integer("linear_batch_size", 256, "linear: batch size.", flag_values=fv)
+    flags.DEFINE_float("linear_lr", 0.1, "linear: peak learning rate.", flag_values=fv)
+    flags.DEFINE_list("l2_strengths", None, "logreg: candidate L2 strengths (default: the probe's).", flag_values=fv)
+    flags.DEFINE_integer("knn_k", 20, "knn: neighbours.", flag_values=fv)
+    flags.DEFINE_float("knn_temperature", 0.07, "knn: vote temperature.", flag_values=fv)
+    flags.DEFINE_integer("verbose", 1, "0: quiet; 1: progress bars.", flag_values=fv)
+
+
+def parse_protocols(protocol):
+    """`"all"`, one protocol, or a comma-separated list -> a tuple of protocol names."""
+    names = [p.strip() for p in str(protocol).split(",") if p.strip()]
+    if names == ["all"]:
+        return PROTOCOLS
+    if not names or any(n not in PROTOCOLS for n in names):
+        raise ValueError(
+            f"`protocol` must be one of {PROTOCOLS + ('all',)} or a comma-separated list "
+            f"of {PROTOCOLS}. Received: protocol={protocol!r}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def parse_data_spec(data):
+    """`"procedural"` -> `("procedural", None)`; `"folder:<root>"` -> `("folder", root)`."""
+    if data == "procedural":
+        return "procedural", None
+    if isinstance(data, str) and data.startswith("folder:") and len(data) > len("folder:"):
+        return "folder", data[len("folder:") :]
+    raise ValueError(f"`data` must be 'procedural' or 'folder:<root>'. Received: data={data!r}")
+
+
+def _encoder_image_size(encoder, image_size):
+    if image_size is not None:
+        return (int(image_size), int(image_size))
+    size = getattr(encoder, "image_size", None)
+    if size is not None:
+        return (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+    shape = getattr(encoder, "input_shape", None)
+    if isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[2]:
+        return (int(shape[1]), int(shape[2]))
+    raise ValueError(
+        "Cannot tell the encoder's input size; pass --image_size. "
+        f"Received: image_size={image_size}"
+    )
+
+
+def make_datasets(kind, root, image_size, fv):
+    """`(train_dataset, test_dataset)` of `(images, labels)` batches, in evaluation mode
+    (no shuffling, no augmentation, no dropped remainder, ImageNet normalisation)."""
+    from keras_flexpredict import data
+
+    if kind == "procedural":
+        if image_size[0] != image_size[1]:
+            raise ValueError(f"--data=procedural draws square images. Received: image_size={image_size}")
+        label = tuple(fv.label) if len(fv.label) > 1 else fv.label[0]
+        common = dict(image_size=image_size[0], label=label, batch_size=fv.batch_size, training=False)
+        return (
+            data.procedural_shapes_dataset(fv.num_train, seed=fv.seed, **common),
+            data.procedural_shapes_dataset(fv.num_test, seed=fv.seed + 1, **common),
+        )
+    common = dict(image_size=image_size, batch_size=fv.batch_size, training=False, transform="eval", drop_remainder=False)
+    return (
+        data.image_folder_dataset(root, split=fv.train_split, subset_file=fv.subset_file, **common),
+        data.image_folder_dataset(root, split=fv.test_split, **common),
+    )
+
+
+def run_probes(train_features, train_labels, test_features, test_labels, protocols, settings=None):
+    """Runs each protocol on the features; returns `{protocol: result dict}`."""
+    from keras_flexpredict.evaluation.knn import knn_classifier
+    from keras_flexpredict.evaluation.linear_probing import linear_probe
+    from keras_flexpredict.evaluation.logistic_regression import logistic_regression_probe
+
+    settings = settings or {}
+    probes = {
+        "linear": linear_probe,
+        "logreg": logistic_regression_probe,
+        "knn": knn_classifier,
+    }
+    results = {}
+    for protocol in protocols:
+        results[protocol] = probes[protocol](
+            train_features, train_labels, test_features, test_labels, **settings.get(protocol, {})
+        )
+    return results
+
+
+def _check_flags(fv):
+    if not fv.encoder:
+        raise ValueError(f"--encoder is required. Received: encoder={fv.encoder!r}")
+    if not os.path.isfile(fv.encoder):
+        raise ValueError(f"--encoder must be an existing .keras file. Received: encoder={fv.encoder!r}")
+    protocols = parse_protocols(fv.protocol)
+    kind, root = parse_data_spec(fv.data)
+    if fv.subset_file is not None:
+        if kind != "folder":
+            raise ValueError(
+                f"--subset_file lists image file names, so it needs --data=folder:<root>. "
+                f"Received: data={fv.data!r}, subset_file={fv.subset_file!r}"
+            )
+        if not os.path.isfile(fv.subset_file):
+            raise ValueError(f"--subset_file must be an existing file. Received: subset_file={fv.subset_file!r}")
+    if fv.pooling not in ("mean", "max"):
+        raise ValueError(f"--pooling must be 'mean' or 'max'. Received: pooling={fv.pooling!r}")
+    for name in ("batch_size", "num_train", "num_test", "last_n_layers", "knn_k", "linear_epochs", "linear_batch_size"):
+        if getattr(fv, name) < 1:
+            raise ValueError(f"--{name} must be positive. Received: {name}={getattr(fv, name)}")
+    if kind == "procedural" and "knn" in protocols and fv.knn_k > fv.num_train:
+        raise ValueError(
+            f"--knn_k must be at most --num_train ({fv.num_train}). Received: knn_k={fv.knn_k}"
+        )
+    if fv.image_size is not None and fv.image_size < 1:
+        raise ValueError(f"--image_size must be positive. Received: image_size={fv.image_size}")
+    if not fv.label:
+        raise ValueError(f"--label must name a label. Received: label={fv.label}")
+    l2_strengths = None
+    if fv.l2_strengths:
+        try:
+            l2_strengths = tuple(float(s) for s in fv.l2_strengths)
+        except ValueError:
+            raise ValueError(
+                f"--l2_strengths must be a comma list of numbers. Received: l2_strengths={fv.l2_strengths}"
+            ) from None
+    return protocols, kind, root, l2_strengths
+
+
+def evaluate(fv):
+    """Runs the whole CLI from parsed flag values; returns the JSON-ready report."""
+    protocols, kind, root, l2_strengths = _check_flags(fv)
+    import keras
+
+    import keras_flexpredict  # noqa: F401  (registers the library's classes for loading)
+    from keras_flexpredict.evaluation.feature_extraction import extract_features_of_splits
+    from keras_flexpredict.evaluation.result_io import write_result_json
+
+    encoder = keras.saving.load_model(fv.encoder, compile=False)
+    image_size = _encoder_image_size(encoder, fv.image_size)
+    # Data listing errors (missing folders, subset entries without images) come here,
+    # before any image goes through the encoder.
+    train_data, test_data = make_datasets(kind, root, image_size, fv)
+
+    extract = dict(pooling=fv.pooling, last_n_layers=fv.last_n_layers, verbose=1 if fv.verbose else 0)
+    # One compiled forward pass for both splits.
+    (train_features, train_labels), (test_features, test_labels) = extract_features_of_splits(
+        encoder, [train_data, test_data], **extract
+    )
+    if "knn" in protocols and fv.knn_k > train_features.shape[0]:
+        # Checked before any probe trains, so no result is lost to a late error.
+        raise ValueError(
+            f"--knn_k must be at most the number of training images ({train_features.shape[0]}). "
+            f"Received: knn_k={fv.knn_k}"
+        )
+    settings = {
+        "linear": dict(
+            epochs=fv.linear_epochs, batch_size=fv.linear_batch_size, lr=fv.linear_lr, seed=fv.seed, verbose=0
+        ),
+        "logreg": dict(seed=fv.seed, **({"l2_strengths": l2_strengths} if l2_strengths else {})),
+        "knn": dict(k=fv.knn_k, temperature=fv.knn_temperature),
+    }
+    results = run_probes(train_features, train_labels, test_features, test_labels, protocols, settings)
+    report = {
+        "encoder": os.path.abspath(fv.encoder),
+        "data": fv.data,
+        "label": ",".join(fv.label) if kind == "procedural" else None,
+        "subset_file": fv.subset_file,
+        "image_size": list(image_size),
+        "pooling": fv.pooling,
+        "last_n_layers": fv.last_n_layers,
+        "backend": keras.backend.backend(),
+        "num_train": int(train_features.shape[0]),
+        "num_test": int(test_features.shape[0]),
+        "feature_dim": int(train_features.shape[1]),
+        "top1": {p: r["top1"] for p, r in results.items()},
+        "results": results,
+    }
+    for protocol, result in results.items():
+        print(f"{protocol} top-1: {100.0 * result['top1']:.2f}%")
+    if fv.output:
+        path = write_result_json(fv.output, report)
+        print(f"Results written to {path}")
+    return report
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    evaluate(flags.FLAGS)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,203 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_flexpredict as kfp
+from keras_flexpredict.testing import TestCase
+from keras_flexpredict.testing.test_case import to_numpy
+from keras_flexpredict.testing.tiny_models import structured_images
+from keras_flexpredict.testing.tiny_models import tiny_flexpredict
+
+
+def weights_np(layer):
+    return [to_numpy(w) for w in layer.weights]
+
+
+class CountingFlexPredict(kfp.models.FlexPredict):
+    """Counts how often `call(training=True)` is traced/run (Python executions)."""
+
+    training_calls = 0
+
+    def call(self, images, training=None):
+        if training:
+            CountingFlexPredict.training_calls += 1
+        return super().call(images, training=training)
+
+
+class FlexPredictTest(TestCase):
+    def test_fit__loss_finite_and_falls_and_teacher_moves(self):
+        model = tiny_flexpredict()
+        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=2e-3))
+        images = structured_images(64)
+        teacher_before = weights_np(model.target_encoder)
+        losses = []
+
+        class Record(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                losses.append(float(logs["loss"]))
+
+        # 32 steps of batch 8.
+        model.fit(images, batch_size=8, epochs=4, verbose=0, shuffle=False, callbacks=[Record()])
+        self.assertTrue(np.all(np.isfinite(losses)))
+        # Keras logs a running mean per epoch: compare the first and last epoch means.
+        first, last = np.mean(losses[:8]), np.mean(losses[-8:])
+        self.assertLess(last, 0.9 * first, msg=f"loss did not fall: {losses}")
+        moved = [np.abs(a - b).max() for a, b in zip(teacher_before, weights_np(model.target_encoder))]
+        self.assertGreater(max(moved), 1e-4)
+
+    def test_fit__one_step_teacher_is_ema_of_new_student(self):
+        model = tiny_flexpredict()
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-2))
+        old_teacher = weights_np(model.target_encoder)
+        m = 0.5  # far from 1 so the check is sharp
+        model.fit(
+            structured_images(8), batch_size=8, epochs=1, verbose=0,
+            callbacks=[kfp.callbacks.EMATargetCallback(start_momentum=m, end_momentum=1.0, total_steps=10)],
+        )
+        new_student = weights_np(model.encoder)
+        new_teacher = weights_np(model.target_encoder)
+        self.assertGreater(max(np.abs(a - b).max() for a, b in zip(new_student, old_teacher)), 1e-3)
+        for old, student, teacher, var in zip(old_teacher, new_student, new_teacher, model.target_encoder.weights):
+            np.testing.assert_allclose(teacher, m * old + (1 - m) * student, rtol=1e-5, atol=1e-6, err_msg=var.path)
+        self.assertEqual(int(to_numpy(model.train_steps)), 1)
+        self.assertEqual(int(to_numpy(model.ema_updates)), 1)
+
+    def test_fit__no_gradient_reaches_teacher(self):
+        model = tiny_flexpredict()
+        self.assertEqual(model.target_encoder.trainable_weights, [])
+        teacher_ids = {id(v) for v in model.target_encoder.weights}
+        self.assertFalse(teacher_ids & {id(v) for v in model.trainable_weights})
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0))
+        before = weights_np(model.target_encoder)
+        # Momentum 1: the teacher may change only through gradients, which must not exist.
+        model.fit(
+            structured_images(16), batch_size=8, epochs=1, verbose=0,
+            callbacks=[kfp.callbacks.EMATargetCallback(start_momentum=1.0, end_momentum=1.0)],
+        )
+        for a, b in zip(before, weights_np(model.target_encoder)):
+            np.testing.assert_array_equal(a, b)
+
+    def test_fit__adds_ema_callback_and_momentum_follows_schedule(self):
+        model = tiny_flexpredict()
+        model.compile(optimizer="adamw")
+        model.fit(structured_images(16), batch_size=8, epochs=2, verbose=0)
+        self.assertAllClose(model.ema_total_steps, 4.0)
+        self.assertAllClose(model.momentum_at(0), 0.996)
+        self.assertAllClose(model.momentum_at(2), 0.996 + 0.004 * 0.5, atol=1e-7)
+        self.assertAllClose(model.momentum_at(10), 1.0)
+
+    def test_predictor__noise_only_in_training_and_sigma_zero_is_mean(self):
+        images = structured_images(4)
+        for sigma, expect_noise in ((0.25, True), (0.0, False)):
+            model = tiny_flexpredict(sigma=sigma)
+            masks = model.masker(images)
+            context = model.encoder(images, context_indices=masks["context_indices"], context_mask=masks["context_mask"])
+            train_a = to_numpy(model.predictor(context, masks, training=True))
+            train_b = to_numpy(model.predictor(context, masks, training=True))
+            infer_a = to_numpy(model.predictor(context, masks, training=False))
+            infer_b = to_numpy(model.predictor(context, masks, training=False))
+            np.testing.assert_array_equal(infer_a, infer_b)
+            if expect_noise:
+                self.assertGreater(np.abs(train_a - train_b).max(), 1e-4)
+                self.assertGreater(np.abs(train_a - infer_a).max(), 1e-4)
+            else:
+                np.testing.assert_allclose(train_a, infer_a, atol=1e-6)
+
+    def test_loss__padding_never_counts(self):
+        model = tiny_flexpredict()
+        preds = np.zeros((1, 2, 3, 4), "float32")
+        targets = np.ones((1, 2, 3, 4), "float32")
+        targets[0, 1, 2] = 100.0  # a padded slot with a huge error
+        mask = np.array([[[True, True, True], [True, True, False]]])
+        loss = model.compute_loss(y_pred={"predictions": preds, "targets": targets, "target_mask": mask})
+        self.assertAllClose(loss, 0.5)  # smooth-L1 of |1| everywhere that counts
+        mse = tiny_flexpredict(loss="mse")
+        loss = mse.compute_loss(y_pred={"predictions": preds, "targets": 2 * targets, "target_mask": mask})
+        self.assertAllClose(loss, 4.0)
+
+    def test_fit__accepts_image_label_pairs(self):
+        model = tiny_flexpredict()
+        model.compile(optimizer="adamw")
+        history = model.fit(structured_images(8), np.arange(8), batch_size=8, epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+
+    def test_call__bad_images_raise_clear_errors(self):
+        model = tiny_flexpredict()
+        with self.assertRaisesRegex(ValueError, r"shape=\(2, 16, 16, 3\)"):
+            model(np.zeros((2, 16, 16, 3), "float32"))
+        with self.assertRaisesRegex(ValueError, "shape=\\(32, 32, 3\\)"):
+            model(np.zeros((32, 32, 3), "float32"))
+        with self.assertRaisesRegex(ValueError, "dtype=uint8"):
+            model(np.zeros((2, 32, 32, 3), "uint8"))
+        with self.assertRaisesRegex(ValueError, "loss='l3'"):
+            tiny_flexpredict(loss="l3")
+        with self.assertRaisesRegex(ValueError, "Unknown preset"):
+            kfp.models.FlexPredict.from_preset("stop_vit_base_patch16_225")
+
+    def test_fit__compiles_train_step_once(self):
+        if self.backend not in ("jax", "tensorflow"):
+            self.skipTest("Only JAX and TF compile the train step.")
+        images = structured_images(8 * 50)
+        counts = []
+        for steps in (1, 50):
+            CountingFlexPredict.training_calls = 0
+            base = tiny_flexpredict()
+            model = CountingFlexPredict.from_config(base.get_config())
+            model.compile(optimizer="adamw")
+            model.fit(images[: 8 * steps], batch_size=8, epochs=1, verbose=0)
+            counts.append(CountingFlexPredict.training_calls)
+        # 50 steps with fresh masks every step trace the step exactly as often as 1 step.
+        self.assertEqual(counts[1], counts[0], msg=f"traces for 1 and 50 steps: {counts}")
+        self.assertLessEqual(counts[0], 2)
+
+    def test_config_and_saving_round_trip(self):
+        model = tiny_flexpredict()
+        config = model.get_config()
+        clone = kfp.models.FlexPredict.from_config(config)
+        self.assertEqual(clone.get_config(), config)
+        images = structured_images(2)
+        path = self.get_temp_dir() + "/model.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        self.assertIsInstance(loaded, kfp.models.FlexPredict)
+        self.assertAllClose(loaded.target_encoder(images), model.target_encoder(images), atol=1e-6)
+        # Same masker and noise seed state: identical outputs in training mode too.
+        out_a = model(images, training=False)
+        out_b = loaded(images, training=False)
+        self.assertAllEqual(out_a["target_mask"], out_b["target_mask"])
+        self.assertAllClose(out_a["predictions"], out_b["predictions"], atol=1e-5)
+
+    def test_export_target_encoder__reloads_with_identical_features(self):
+        model = tiny_flexpredict()
+        model.compile(optimizer="adamw")
+        model.fit(structured_images(8), batch_size=8, epochs=1, verbose=0)
+        path = self.get_temp_dir() + "/encoder.keras"
+        model.export_target_encoder(path)
+        encoder = keras.saving.load_model(path)
+        self.assertIsInstance(encoder, kfp.models.ViTEncoder)
+        images = structured_images(3, seed=5)
+        self.assertAllClose(encoder(images), model.target_encoder(images), atol=0, rtol=0)
+        with self.assertRaisesRegex(ValueError, "encoder.h5"):
+            model.export_target_encoder(self.get_temp_dir() + "/encoder.h5")
+
+    def test_presets__paper_runs(self):
+        presets = kfp.models.FlexPredict.presets()
+        for size in ("base_patch16", "large_patch16", "huge_patch14"):
+            for method in ("stop", "ijepa"):
+                self.assertIn(f"{method}_vit_{size}_224_imagenet", presets)
+        from keras_flexpredict.models.flex_predict_presets import FLEXPREDICT_PRESETS as P
+
+        self.assertEqual(P["stop_vit_base_patch16_224_imagenet"]["predictor"]["depth"], 6)
+        self.assertEqual(P["stop_vit_large_patch16_224_imagenet"]["predictor"]["depth"], 12)
+        self.assertEqual(P["stop_vit_huge_patch14_224_imagenet"]["predictor"]["sigma"], 0.2)
+        self.assertEqual(P["ijepa_vit_base_patch16_224_imagenet"]["predictor"]["positional_noise"], "none")
+
+    def test_mixed_bfloat16__trains(self):
+        self.skip_if_no_mixed_precision()
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        model = tiny_flexpredict()
+        model.compile(optimizer="adamw")
+        history = model.fit(structured_images(8), batch_size=8, epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+        self.assertEqual(model.encoder.compute_dtype, "bfloat16")
