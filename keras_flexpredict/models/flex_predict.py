@@ -130,7 +130,7 @@ class FlexPredict(keras.Model):
             )
         spec = copy.deepcopy(FLEXPREDICT_PRESETS[preset])
         encoder_config = dict(VIT_PRESETS[spec["encoder"]], **(encoder or {}))
-        vit = ViTEncoder(**encoder_config)
+        vit = ViTEncoder(name="context_encoder", **encoder_config)
         predictor_config = dict(
             encoder_dim=vit.hidden_dim, num_heads=vit.num_heads, grid_size=vit.grid_size
         )
@@ -138,8 +138,8 @@ class FlexPredict(keras.Model):
         masker_config = dict(spec["masker"], grid_size=vit.grid_size, **(masker or {}))
         return cls(
             encoder=vit,
-            predictor=JEPAPredictor(**predictor_config),
-            masker=MultiBlockMasker(**masker_config),
+            predictor=JEPAPredictor(name="predictor", **predictor_config),
+            masker=MultiBlockMasker(name="masker", **masker_config),
             **kwargs,
         )
 

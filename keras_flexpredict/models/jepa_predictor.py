@@ -81,6 +81,7 @@ class JEPAPredictor(keras.Model):
         seed=None,
         **kwargs,
     ):
+        kwargs.setdefault("name", "jepa_predictor")
         super().__init__(**kwargs)
         if positional_noise not in POSITIONAL_NOISE:
             raise ValueError(

@@ -72,6 +72,7 @@ class ViTEncoder(keras.Model):
         num_channels=3,
         **kwargs,
     ):
+        kwargs.setdefault("name", "vit_encoder")
         super().__init__(**kwargs)
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
