@@ -88,6 +88,10 @@ class SinCosPositionalEmbedding(keras.layers.Layer):
 
     def build(self, input_shape):
         dim = self.embed_dim or input_shape[-1]
+        if input_shape[-1] is not None and input_shape[-1] != dim:
+            raise ValueError(
+                f"Token width must equal embed_dim={dim}. Received: input_shape={tuple(input_shape)}"
+            )
         n = self.grid_size[0] * self.grid_size[1]
         if input_shape[-2] is not None and input_shape[-2] != n:
             raise ValueError(

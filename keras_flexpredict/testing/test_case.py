@@ -96,3 +96,53 @@ class TestCase(unittest.TestCase):
     def skip_if_no_mixed_precision(self):
         if self.backend == "torch":
             self.skipTest("bfloat16 mixed precision is not tested on torch CPU.")
+
+    def compute_gradients(self, loss_fn, variables):
+        """Gradients of the scalar `loss_fn()` (a closure over layers) with respect to
+        the Keras `variables`, on the current backend. Returns NumPy arrays."""
+        variables = list(variables)
+        if self.backend == "jax":
+            import jax
+            from keras.src.backend.common.stateless_scope import StatelessScope
+
+            def f(values):
+                with StatelessScope(state_mapping=list(zip(variables, values))):
+                    return loss_fn()
+
+            grads = jax.grad(f)([v.value for v in variables])
+        elif self.backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                loss = loss_fn()
+            grads = tape.gradient(loss, variables)
+        elif self.backend == "torch":
+            import torch
+
+            loss = loss_fn()
+            grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
+        else:  # pragma: no cover
+            self.skipTest(f"No gradient helper for backend {self.backend}.")
+        return [
+            np.zeros(v.shape, "float32") if g is None else np.asarray(ops.convert_to_numpy(g))
+            for v, g in zip(variables, grads)
+        ]
+
+    def run_one_step_fit_test(self, model, x, y, check_variables=None, learning_rate=0.1):
+        """Compiles `model` with SGD and MSE, fits one step, and checks the loss is
+        finite and that `check_variables` (default: all trainable weights) changed.
+        Returns the loss."""
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
+        variables = list(model.trainable_weights if check_variables is None else check_variables)
+        self.assertTrue(variables, "no variables to check")
+        before = [np.array(ops.convert_to_numpy(v)) for v in variables]
+        batch = len(keras.tree.flatten(x)[0])
+        history = model.fit(x, y, batch_size=batch, epochs=1, steps_per_epoch=1, verbose=0)
+        loss = history.history["loss"][-1]
+        self.assertTrue(np.isfinite(loss), f"loss is not finite: {loss}")
+        for v, b in zip(variables, before):
+            self.assertFalse(
+                np.array_equal(np.asarray(ops.convert_to_numpy(v)), b),
+                f"variable {v.path} did not change after one fit step",
+            )
+        return loss
