@@ -72,6 +72,13 @@ class MakeProceduralShapesTest(TestCase):
         for key in a["labels"]:
             self.assertAllClose(a["labels"][key], b["labels"][key])
 
+    def test_make__rotation_changes_pixels_not_layout(self):
+        upright = make_procedural_shapes(20, image_size=32, seed=6, max_rotation=0.0)
+        turned = make_procedural_shapes(20, image_size=32, seed=6, max_rotation=180.0)
+        for key in upright["labels"]:
+            self.assertAllEqual(upright["labels"][key], turned["labels"][key])
+        self.assertFalse(np.array_equal(upright["images"], turned["images"]))
+
     def test_make__invalid_arguments_raise(self):
         with self.assertRaisesRegex(ValueError, "max_count"):
             make_procedural_shapes(4, image_size=32, max_count=5, grid_size=2)
@@ -81,6 +88,8 @@ class MakeProceduralShapesTest(TestCase):
             make_procedural_shapes(0)
         with self.assertRaisesRegex(ValueError, "grid_size"):
             make_procedural_shapes(4, image_size=32, grid_size=5)
+        with self.assertRaisesRegex(ValueError, "max_rotation"):
+            make_procedural_shapes(4, image_size=32, max_rotation=-1.0)
 
 
 class ProceduralShapesDatasetTest(TestCase):
