@@ -10,6 +10,7 @@ import numpy as np
 from keras.src.layers.preprocessing.data_layer import DataLayer
 from keras.src.random.seed_generator import SeedGenerator
 
+from keras_flexpredict.distribution.replicas import replica_context
 from keras_flexpredict.utils.seed_state import load_seed_state
 from keras_flexpredict.utils.seed_state import save_seed_state
 from keras.src.utils import backend_utils
@@ -292,6 +293,14 @@ class MultiBlockMasker(DataLayer):
         seed: int or `None`. Seed of the layer's `SeedGenerator`. Defaults to `None`.
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
+    Under data parallelism that runs the step once per replica (`tf.distribute`
+    strategies, torch DDP) each replica draws the masks of the whole global batch from
+    the shared seed state and keeps its own rows (`num_replicas * B` draws, a few
+    thousand integers per image): replicas never share masks, and image `i` of a global
+    batch gets the same masks whatever the replica count. A JAX program over a sharded
+    global batch draws the global batch directly. Either way block sizes are drawn once
+    per global batch.
+
     Call arguments:
         inputs: a batch of images `(B, H_img, W_img, C)` (only its batch size is
             used), or a Python int batch size.
@@ -465,8 +474,19 @@ class MultiBlockMasker(DataLayer):
                 f"Received: inputs.shape={tuple(inputs.shape)}"
             )
         batch_size = self.backend.core.shape(inputs)[0]
-        masks = self._sample(1, batch_size)
-        return {key: value[0] for key, value in masks.items()}
+        # Data parallelism that runs this step once per replica (tf.distribute, torch
+        # DDP; the seed state is the same on every replica): draw the masks of the
+        # whole global batch and keep this replica's contiguous rows, so no two
+        # replicas share masks, block sizes are drawn once per global batch (as in one
+        # JAX program over the global batch, where `replica_context` is (0, 1)), and
+        # image i of a global batch gets the same masks on any replica count.
+        replica_id, num_replicas = replica_context(self.backend.name)
+        masks = self._sample(1, batch_size * num_replicas)
+        masks = {key: value[0] for key, value in masks.items()}
+        if num_replicas > 1:
+            rows = replica_id * batch_size + self.backend.numpy.arange(batch_size, dtype="int32")
+            masks = {key: self.backend.numpy.take(value, rows, axis=0) for key, value in masks.items()}
+        return masks
 
     def sample_batches(self, num_batches, batch_size):
         """Masks for `num_batches` independent batches in one vectorised draw.

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_flexpredict.distribution.replicas import replica_seed
 from keras_flexpredict.utils.seed_state import load_seed_state
 from keras_flexpredict.utils.seed_state import save_seed_state
 
@@ -33,7 +34,10 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
     `mask_token` is a learned `Dp` vector drawn from N(0, 0.02). Noise is drawn with the
     layer's own `SeedGenerator`, in the reparameterised form (so gradients reach `A`),
     and only when `training=True`; otherwise (and when `sigma=0`) the output is the
-    noise-free mean (`psi + b` in `tied` mode).
+    noise-free mean (`psi + b` in `tied` mode). Under data parallelism that runs the
+    step once per replica (`tf.distribute`, torch DDP) each replica folds its replica
+    id into the seed (`keras_flexpredict.distribution.replica_seed`), so replicas draw
+    different, reproducible noise; replica 0 draws what a single device would.
 
     Args:
         sigma: float. Standard deviation of the noise (0.25 for ViT-B/L, 0.2 for ViT-H
@@ -140,7 +144,7 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
             out = psi + ops.cast(self.mask_token, psi.dtype)
             if self.covariance == "isotropic" and add_noise:
                 out = out + self.sigma * keras.random.normal(
-                    ops.shape(psi), dtype=psi.dtype, seed=self.seed_generator
+                    ops.shape(psi), dtype=psi.dtype, seed=replica_seed(self.seed_generator)
                 )
             return out
         if self.covariance == "tied":
@@ -158,7 +162,7 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
                 tuple(ops.shape(psi)[:-1]) + (width,),
                 stddev=self.sigma,
                 dtype=self.compute_dtype,
-                seed=self.seed_generator,
+                seed=replica_seed(self.seed_generator),
             )
             shift = affine(noise)
         else:

@@ -315,8 +315,9 @@ class FlexPredict(keras.Model):
             callbacks.append(EMATargetCallback())
         torch_ddp = keras.backend.backend() == "torch" and replica_context("torch")[1] > 1
         if torch_ddp and not any(isinstance(c, TorchDataParallel) for c in callbacks):
-            # First, so that replicas are synchronised before any other callback runs.
-            callbacks.insert(0, TorchDataParallel())
+            # Last: its broadcast from rank 0 then follows any state restored at the start
+            # of `fit` (e.g. by BackupAndRestore).
+            callbacks.append(TorchDataParallel())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def export_target_encoder(self, filepath):
