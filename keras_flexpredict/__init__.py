@@ -3,6 +3,7 @@
 import importlib
 
 from keras_flexpredict import callbacks
+from keras_flexpredict import distribution
 from keras_flexpredict import layers
 from keras_flexpredict import models
 from keras_flexpredict import optimizers
