@@ -1,0 +1,269 @@
+r"""The one-command demo: pretrain StoP and I-JEPA on built-in data, probe, plot.
+
+    python -m recipes.demo            # or: make demo
+
+On the procedural shapes of `keras_flexpredict.data` (nothing is downloaded) it
+pretrains the tiny recipe twice with the same budget, seed and data: StoP
+(`stop_tiny_procedural`) and the I-JEPA baseline (`ijepa_tiny_procedural`), through
+the pretraining CLI (`recipes.pretrain.run`). It then probes three frozen encoders on
+a held-out labelled split: the two target encoders and the randomly initialised
+encoder both runs started from. Features are the mean over tokens of the last layer;
+the probes are L2-regularised logistic regression (strength chosen on a held-out part
+of the probe's training split) and a kNN classifier. It prints a table, and writes
+`demo_output/results.json` and `demo_output/demo.png` (loss curves and probe
+accuracies). The pretraining runs go to `demo_output/runs/`.
+
+The Keras backend defaults to TensorFlow, the fastest on a CPU for this model;
+`KERAS_BACKEND=jax` or `torch` overrides it.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+METHODS = (("stop", "StoP", "stop_tiny_procedural"), ("ijepa", "I-JEPA", "ijepa_tiny_procedural"))
+PROBE_LABELS = ("position", "count", "shape")
+ENCODERS = (("random", "random init"), ("ijepa", "I-JEPA"), ("stop", "StoP"))
+# Candidate L2 strengths of the logistic regression (chosen on a held-out 20%).
+L2_STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def define_flags(flag_values=flags.FLAGS):
+    fv = flag_values
+    flags.DEFINE_string("output_dir", "demo_output", "Where the runs, the table and the figure go.", flag_values=fv)
+    flags.DEFINE_multi_string(
+        "override", [], "section.key=value applied to both recipes (see recipes.pretrain).", flag_values=fv
+    )
+    flags.DEFINE_integer("num_probe_train", 2000, "Labelled images the probes train on.", flag_values=fv)
+    flags.DEFINE_integer("num_probe_test", 1000, "Held-out labelled images the probes are scored on.", flag_values=fv)
+    flags.DEFINE_integer("probe_seed", 1000, "Seed of the probe's training images (test: seed + 1).", flag_values=fv)
+    flags.DEFINE_boolean(
+        "resume", False, "Reuse or continue the runs already in output_dir instead of starting afresh.", flag_values=fv
+    )
+    flags.DEFINE_integer("verbose", 2, "Progress output of the pretraining runs (0, 1 or 2).", flag_values=fv)
+
+
+def probe_split(num_images, seed, image_size, max_count=4, grid_size=3, noise_std=4.0, batch_size=250):
+    """Labelled procedural images: `(batches of (images, shape labels), labels dict)`.
+
+    Drawn like the pretraining data (same generator arguments), from another seed."""
+    import numpy as np
+
+    from keras_flexpredict.data import IMAGENET_MEAN
+    from keras_flexpredict.data import IMAGENET_STD
+    from keras_flexpredict.data import make_procedural_shapes
+
+    data = make_procedural_shapes(
+        num_images, image_size=image_size, seed=seed, max_count=max_count, grid_size=grid_size, noise_std=noise_std
+    )
+    images = (data["images"].astype(np.float32) / 255.0 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    labels = {
+        "shape": data["labels"]["shape"],
+        "count": data["labels"]["count"] - 1,
+        "position": data["labels"]["position"],
+    }
+    batches = [
+        (images[i : i + batch_size], labels["shape"][i : i + batch_size]) for i in range(0, num_images, batch_size)
+    ]
+    return batches, labels
+
+
+def generator_arguments(data):
+    """The `make_procedural_shapes` arguments of a recipe's `data` section."""
+    keys = ("image_size", "max_count", "grid_size", "noise_std")
+    return {k: data[k] for k in keys if k in data}
+
+
+def probe_encoder(encoder, train_batches, test_batches, train_labels, test_labels, seed):
+    """Logistic regression and kNN top-1 for every probe label."""
+    from keras_flexpredict.evaluation import extract_features_of_splits
+    from keras_flexpredict.evaluation import knn_classifier
+    from keras_flexpredict.evaluation import logistic_regression_probe
+
+    (x_train, _), (x_test, _) = extract_features_of_splits(encoder, [train_batches, test_batches], verbose=0)
+    results = {}
+    for label in PROBE_LABELS:
+        y_train, y_test = train_labels[label], test_labels[label]
+        logreg = logistic_regression_probe(
+            x_train, y_train, x_test, y_test, l2_strengths=L2_STRENGTHS, max_iter=300, seed=seed
+        )
+        knn = knn_classifier(x_train, y_train, x_test, y_test, k=20)
+        results[label] = {"logreg": logreg["top1"], "knn": knn["top1"], "l2_strength": logreg["l2_strength"]}
+    return results
+
+
+def format_table(probes):
+    """The results table as text: one row per encoder, top-1 in percent."""
+    columns = [(label, protocol) for label in PROBE_LABELS for protocol in ("logreg", "knn")]
+    header = f"{'encoder':<12}" + "".join(f"{label + ' ' + protocol:>17}" for label, protocol in columns)
+    lines = [header, "-" * len(header)]
+    for key, title in ENCODERS:
+        row = f"{title:<12}" + "".join(f"{100.0 * probes[key][l][p]:>16.1f}%" for l, p in columns)
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def save_figure(path, summaries, probes, chance):
+    """Loss curves (left) and probe accuracies (right, dashed: chance) as a PNG,
+    written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, title, _ in METHODS:
+        loss = summaries[key]["loss_per_epoch"]
+        left.plot(np.arange(1, len(loss) + 1), loss, marker="o", markersize=3, label=title)
+    left.set_xlabel("epoch")
+    left.set_ylabel("training loss (smooth L1)")
+    left.set_title("Pretraining loss")
+    left.legend()
+    left.grid(alpha=0.3)
+
+    groups = [(label, protocol) for label in PROBE_LABELS for protocol in ("logreg", "knn")]
+    width = 0.8 / len(ENCODERS)
+    x = np.arange(len(groups))
+    for i, (key, title) in enumerate(ENCODERS):
+        values = [100.0 * probes[key][l][p] for l, p in groups]
+        bars = right.bar(x + (i - (len(ENCODERS) - 1) / 2) * width, values, width, label=title)
+        right.bar_label(bars, fmt="%.0f", fontsize=7)
+    for j, (label, _) in enumerate(groups):
+        right.hlines(100.0 * chance[label], j - 0.45, j + 0.45, colors="black", linestyles="dashed", linewidth=1)
+    right.plot([], [], color="black", linestyle="dashed", linewidth=1, label="chance")
+    right.set_xticks(x, [f"{l}\n{p}" for l, p in groups])
+    right.set_ylabel("top-1 accuracy on held-out images (%)")
+    right.set_title("Frozen-feature probes")
+    top = max(100.0 * probes[key][l][p] for key, _ in ENCODERS for l, p in groups)
+    right.set_ylim(0, min(100.0, 1.25 * top + 10.0))
+    right.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".demo.", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def run_demo(output_dir="demo_output", overrides=(), num_probe_train=2000, num_probe_test=1000, probe_seed=1000,
+             resume=False, verbose=2):
+    """Runs the whole demo; returns the results dict (also written as JSON)."""
+    start = time.time()
+    import keras
+
+    from keras_flexpredict.data import procedural_shapes_num_classes
+    from keras_flexpredict.evaluation import write_result_json
+    from recipes import pretrain
+
+    # Every check (recipes, overrides) before any training.
+    configs = {}
+    for key, _, recipe in METHODS:
+        run_dir = os.path.join(output_dir, "runs", key)
+        config, name = pretrain.prepare_config(
+            recipe, list(overrides) + [f"train.output_dir={json.dumps(run_dir)}", f"train.verbose={verbose}"]
+        )
+        configs[key] = (config, name)
+    print(f"Demo on the {keras.backend.backend()} backend; results go to {output_dir}/", flush=True)
+
+    summaries, times = {}, {}
+    for key, title, _ in METHODS:
+        config, name = configs[key]
+        if not resume:
+            shutil.rmtree(config["train"]["output_dir"], ignore_errors=True)
+        print(f"\n=== Pretraining {title} ({name}) ===", flush=True)
+        t = time.time()
+        summaries[key] = pretrain.run(config, name)
+        times[key] = round(time.time() - t, 1)
+
+    print("\n=== Probing the frozen encoders ===", flush=True)
+    t = time.time()
+    generator = generator_arguments(configs["stop"][0]["data"])
+    train_batches, train_labels = probe_split(num_probe_train, probe_seed, **generator)
+    test_batches, test_labels = probe_split(num_probe_test, probe_seed + 1, **generator)
+    encoders = {
+        # The weights both runs started from (same recipe seed).
+        "random": pretrain.build_model(configs["stop"][0]).target_encoder,
+        "ijepa": keras.saving.load_model(summaries["ijepa"]["paths"]["target_encoder"], compile=False),
+        "stop": keras.saving.load_model(summaries["stop"]["paths"]["target_encoder"], compile=False),
+    }
+    probes = {
+        key: probe_encoder(encoders[key], train_batches, test_batches, train_labels, test_labels, probe_seed)
+        for key, _ in ENCODERS
+    }
+    times["probes"] = round(time.time() - t, 1)
+
+    table = format_table(probes)
+    num_classes = procedural_shapes_num_classes(generator.get("max_count", 4), generator.get("grid_size", 3))
+    chance = {label: 1.0 / num_classes[label] for label in PROBE_LABELS}
+    figure = save_figure(os.path.join(output_dir, "demo.png"), summaries, probes, chance)
+    times["total"] = round(time.time() - start, 1)
+    results = {
+        "backend": keras.backend.backend(),
+        "recipes": {key: configs[key][1] for key, _, _ in METHODS},
+        "overrides": list(overrides),
+        "probe": {
+            "features": "mean over tokens of the target encoder's last layer",
+            "protocols": {
+                "logreg": f"L2-regularised multinomial logistic regression, strength in {L2_STRENGTHS} chosen on a held-out 20%",
+                "knn": "cosine kNN, k=20, temperature 0.07",
+            },
+            "num_train": num_probe_train,
+            "num_test": num_probe_test,
+            "seeds": [probe_seed, probe_seed + 1],
+        },
+        "top1": probes,
+        "chance": chance,
+        "final_loss": {key: summaries[key]["final_loss"] for key, _, _ in METHODS},
+        "loss_per_epoch": {key: summaries[key]["loss_per_epoch"] for key, _, _ in METHODS},
+        "wall_time_s": times,
+        "table": table,
+        "figure": os.path.abspath(figure),
+    }
+    path = write_result_json(os.path.join(output_dir, "results.json"), results)
+    chance_text = ", ".join(f"{label} {100 * chance[label]:.0f}%" for label in PROBE_LABELS)
+    print(f"\nTop-1 accuracy on held-out images (chance: {chance_text}):")
+    print(table)
+    print(
+        f"\nWall time: {times['total']:.0f} s (StoP {times['stop']:.0f} s, I-JEPA {times['ijepa']:.0f} s, "
+        f"probes {times['probes']:.0f} s)"
+    )
+    print(f"Figure: {figure}\nResults: {path}")
+    return results
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    fv = flags.FLAGS
+    run_demo(
+        output_dir=fv.output_dir,
+        overrides=fv.override,
+        num_probe_train=fv.num_probe_train,
+        num_probe_test=fv.num_probe_test,
+        probe_seed=fv.probe_seed,
+        resume=fv.resume,
+        verbose=fv.verbose,
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

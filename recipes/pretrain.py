@@ -1,0 +1,325 @@
+r"""Pretrain StoP or its I-JEPA baseline from a recipe, with `model.fit`.
+
+Usage:
+
+    python -m recipes.pretrain --config=stop_tiny_procedural
+    python -m recipes.pretrain --config=stop_vit_base_patch16_224_imagenet \
+        --override=data.root=/data/imagenet --override=train.output_dir=runs/stop_vitb16
+    python -m recipes.pretrain --config=my_recipe.json --override=train.epochs=10 --print_config
+
+`--config` is a built-in recipe name (`recipes/configs/*.json`, see
+`recipes.config.list_configs()`) or a JSON file. Each `--override=section.key=value`
+sets one value (JSON when it parses, else a string). The whole recipe is checked
+before anything is built; an unknown key or a bad value stops the run with an error
+naming it.
+
+Everything goes to `train.output_dir` (default `runs/<recipe name>`):
+
+    config.json          the resolved recipe (a rerun must match it)
+    log.csv              loss, learning rate, weight decay, EMA momentum per epoch
+    tensorboard/         the same for TensorBoard
+    checkpoints/         epoch_NNNN.weights.h5 every `train.checkpoint_every` epochs
+    backup/              Keras BackupAndRestore state (removed when the run ends)
+    final.keras          the trained FlexPredict (with its optimiser state)
+    target_encoder.keras the target encoder alone, for
+                         `python -m keras_flexpredict.evaluation.cli --encoder=...`
+    summary.json         written last: the run is complete
+
+Resume: kill the run and start the same command again; it goes on from the last
+completed epoch (weights, optimiser, EMA and random states are restored by
+`keras.callbacks.BackupAndRestore`). The data pipeline restarts with a seed mixed
+with the resumed epoch, so a resumed run does not replay the first epochs' order.
+Running a completed recipe again only prints where its results are.
+"""
+
+import csv
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+from recipes import config as recipe_config
+
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.json"
+_IGNORED_ON_RERUN = ("description", "train.verbose")
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the CLI's flags on `flag_values` (the global absl FLAGS by default)."""
+    fv = flag_values
+    flags.DEFINE_string(
+        "config", "stop_tiny_procedural", "Built-in recipe name or path of a recipe JSON file.", flag_values=fv
+    )
+    flags.DEFINE_multi_string(
+        "override", [], "section.key=value (repeatable), e.g. train.epochs=10 or model.encoder.depth=2.",
+        flag_values=fv,
+    )
+    flags.DEFINE_boolean("print_config", False, "Print the resolved recipe and exit.", flag_values=fv)
+
+
+def prepare_config(name_or_path, overrides=()):
+    """Loads a recipe, applies the overrides and validates it: `(config, name)`."""
+    name = recipe_config.config_name(name_or_path)
+    config = recipe_config.apply_overrides(recipe_config.load_config(name_or_path), overrides)
+    return recipe_config.validate_config(config, name), name
+
+
+def _as_json(value):
+    return json.loads(json.dumps(value))
+
+
+def _write_json(path, value):
+    """Writes JSON atomically (temporary file in the same folder, then `os.replace`)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _flatten(value, prefix=""):
+    if isinstance(value, dict):
+        out = {}
+        for key, child in value.items():
+            out.update(_flatten(child, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _check_same_run(config, path):
+    """A rerun in the same output folder must use the same recipe."""
+    with open(path, encoding="utf-8") as f:
+        saved = _flatten(json.load(f))
+    current = _flatten(_as_json(config))
+    keys = sorted(k for k in set(saved) | set(current) if k not in _IGNORED_ON_RERUN and saved.get(k) != current.get(k))
+    if keys:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys)
+        raise ValueError(
+            f"{os.path.dirname(path)} holds a run of a different recipe ({changes}). "
+            "Use another train.output_dir, or the recipe the folder was started with."
+        )
+
+
+def _resumed_epoch(backup_dir):
+    """The epoch BackupAndRestore will resume from (0 for a fresh run)."""
+    try:
+        with open(os.path.join(backup_dir, "training_metadata.json"), encoding="utf-8") as f:
+            return int(json.load(f).get("epoch", 0))
+    except (OSError, ValueError, TypeError):
+        return 0
+
+
+def read_csv_log(path):
+    """`{column: [values per epoch]}` of a `CSVLogger` file (floats where they parse)."""
+    columns = {}
+    if not os.path.exists(path):
+        return columns
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    pass
+                columns.setdefault(key, []).append(value)
+    return columns
+
+
+def output_paths(output_dir):
+    """Where a run in `output_dir` writes each of its products."""
+    return {
+        "output_dir": output_dir,
+        "config": os.path.join(output_dir, CONFIG_FILE),
+        "log_csv": os.path.join(output_dir, "log.csv"),
+        "tensorboard": os.path.join(output_dir, "tensorboard"),
+        "checkpoints": os.path.join(output_dir, "checkpoints"),
+        "backup": os.path.join(output_dir, "backup"),
+        "final_model": os.path.join(output_dir, "final.keras"),
+        "target_encoder": os.path.join(output_dir, "target_encoder.keras"),
+        "summary": os.path.join(output_dir, SUMMARY_FILE),
+    }
+
+
+def build_model(config):
+    """The recipe's `FlexPredict` (randomly initialised, seeded by `train.seed`)."""
+    import keras
+
+    from keras_flexpredict.models import FlexPredict
+
+    keras.utils.set_random_seed(config["train"]["seed"])
+    model = config["model"]
+    return FlexPredict.from_preset(
+        model["preset"],
+        encoder=model["encoder"],
+        predictor=model["predictor"],
+        masker=model["masker"],
+        loss=model["loss"],
+    )
+
+
+def build_dataset(config, epoch_offset=0):
+    """The recipe's training pipeline, repeated forever (`fit` counts the steps)."""
+    fn, kwargs = recipe_config.dataset_arguments(config["data"])
+    if epoch_offset:
+        kwargs["seed"] = int(kwargs["seed"]) + 1_000_003 * int(epoch_offset)
+    return fn(**kwargs).repeat()
+
+
+def _print_paths(paths, title):
+    print(title)
+    for key in ("target_encoder", "final_model", "log_csv", "tensorboard", "checkpoints", "config", "summary"):
+        print(f"  {key:15s} {paths[key]}")
+
+
+def run(config, name="recipe", extra_callbacks=()):
+    """Pretrains the model of a validated recipe (see `prepare_config`) with `fit`.
+
+    Args:
+        config: dict, a validated recipe.
+        name: str. The recipe's name, for messages and the summary.
+        extra_callbacks: Keras callbacks added after the recipe's own.
+
+    Returns:
+        The run summary (what `summary.json` holds): the loss per epoch, the step
+        counts, the backend, the wall time and the paths of every product.
+    """
+    import keras
+
+    from keras_flexpredict.callbacks import EMATargetCallback
+    from recipes.atomic_model_checkpoint import AtomicModelCheckpoint
+    from recipes.schedule_logger import ScheduleLogger
+
+    train = config["train"]
+    paths = output_paths(train["output_dir"])
+    os.makedirs(train["output_dir"], exist_ok=True)
+    if os.path.exists(paths["config"]):
+        _check_same_run(config, paths["config"])
+    if os.path.exists(paths["summary"]):
+        with open(paths["summary"], encoding="utf-8") as f:
+            summary = json.load(f)
+        _print_paths(paths, f"Recipe {name} already completed in {train['output_dir']}:")
+        return summary
+    _write_json(paths["config"], _as_json(config))
+
+    start = time.time()
+    steps_per_epoch = recipe_config.resolve_steps_per_epoch(config)
+    epochs = train["epochs"]
+    resumed = _resumed_epoch(paths["backup"])
+    print(
+        f"Recipe {name} on the {keras.backend.backend()} backend: {epochs} epochs x {steps_per_epoch} steps "
+        f"of {config['data']['batch_size']} images" + (f", resuming after epoch {resumed}" if resumed else "")
+        + f". Output: {train['output_dir']}",
+        flush=True,
+    )
+
+    previous_policy = keras.config.dtype_policy()
+    if train["dtype_policy"] is not None:
+        keras.config.set_dtype_policy(train["dtype_policy"])
+    try:
+        dataset = build_dataset(config, epoch_offset=resumed)
+        model = build_model(config)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    model.compile(
+        optimizer=recipe_config.make_optimizer(config["optimizer"], epochs, steps_per_epoch),
+        steps_per_execution=train["steps_per_execution"],
+    )
+    callbacks = [
+        # Restores weights, optimiser and random states first; writes after each epoch.
+        keras.callbacks.BackupAndRestore(paths["backup"], double_checkpoint=True, delete_checkpoint=False),
+        EMATargetCallback(**config["ema"]),
+        ScheduleLogger(),
+        keras.callbacks.CSVLogger(paths["log_csv"], append=True),
+    ]
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(paths["tensorboard"], write_graph=False))
+    else:
+        print("TensorBoard logs are off: the `tensorboard` package is not installed (pip install tensorboard).")
+    if train["checkpoint_every"]:
+        callbacks.append(
+            AtomicModelCheckpoint(
+                os.path.join(paths["checkpoints"], "epoch_{epoch:04d}.weights.h5"),
+                save_weights_only=True,
+                every_n_epochs=train["checkpoint_every"],
+            )
+        )
+    callbacks.extend(extra_callbacks)
+    model.fit(
+        dataset,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=train["verbose"],
+        shuffle=False,  # the pipeline shuffles
+    )
+
+    # Products: each written under a temporary name and renamed when complete.
+    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=train["output_dir"], prefix=".final.")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, paths["final_model"])
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    model.export_target_encoder(paths["target_encoder"])
+    log = read_csv_log(paths["log_csv"])
+    summary = {
+        "recipe": name,
+        "backend": keras.backend.backend(),
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "train_steps": int(keras.ops.convert_to_numpy(model.train_steps.value)),
+        "optimizer_iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        "final_loss": log.get("loss", [None])[-1],
+        "loss_per_epoch": log.get("loss", []),
+        "resumed_from_epoch": resumed,
+        "wall_time_s": round(time.time() - start, 1),
+        "paths": paths,
+    }
+    _write_json(paths["summary"], summary)
+    shutil.rmtree(paths["backup"], ignore_errors=True)
+    _print_paths(paths, f"Recipe {name} done in {summary['wall_time_s']:.0f} s (final loss {summary['final_loss']}):")
+    return summary
+
+
+def run_from_argv(argv, extra_callbacks=()):
+    """Runs the CLI on a full argument list (`argv[0]` is the program name), with
+    its own flag values: for tests and scripts that call it in-process."""
+    fv = flags.FlagValues()
+    define_flags(fv)
+    rest = fv(list(argv))
+    if len(rest) > 1:
+        raise app.UsageError(f"Unexpected arguments: {rest[1:]}")
+    return _run_flags(fv, extra_callbacks)
+
+
+def _run_flags(fv, extra_callbacks=()):
+    config, name = prepare_config(fv.config, fv.override)
+    if fv.print_config:
+        print(json.dumps(_as_json(config), indent=2))
+        return config
+    return run(config, name, extra_callbacks)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    _run_flags(flags.FLAGS)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
