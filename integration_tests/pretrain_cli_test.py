@@ -138,3 +138,34 @@ class PretrainCliTest(TestCase):
         clone = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
         clone.load_weights(os.path.join(folder, "epoch_0004.weights.h5"))
         self.assertAllClose(to_numpy(clone.weights), to_numpy(model.weights))
+
+
+class PretrainCliDistributionTest(TestCase):
+    def tearDown(self):
+        if keras.backend.backend() == "jax":
+            keras.distribution.set_distribution(None)
+        super().tearDown()
+
+    def test_cli__runs_under_the_backends_data_parallel_engine(self):
+        # One CPU device here: the same code path as on a GPU node (strategy / Keras
+        # distribution scope, distributed dataset, chief-only writers).
+        spec = {"jax": "data_parallel", "tensorflow": "mirrored", "torch": "none"}[keras.backend.backend()]
+        out = os.path.join(self.get_temp_dir(), "run")
+        argv = ["pretrain", "--config=ijepa_tiny_procedural", f"--distribution={spec}"]
+        argv += [f"--override=train.output_dir={out}", "--override=train.epochs=1"]
+        argv += [f"--override={o}" for o in TINY if not o.startswith("train.epochs")]
+        summary = pretrain.run_from_argv(argv)
+        self.assertEqual(summary["distribution"], spec)
+        self.assertEqual(summary["num_replicas"], 1)
+        self.assertEqual(summary["train_steps"], 2)
+        self.assertTrue(os.path.isfile(summary["paths"]["target_encoder"]))
+        self.assertTrue(os.path.isfile(summary["paths"]["summary"]))
+
+    def test_cli__bad_distribution_fails_before_any_work(self):
+        out = os.path.join(self.get_temp_dir(), "run")
+        wrong = "ddp" if keras.backend.backend() != "torch" else "mirrored"
+        for spec in ("pipeline_parallel", wrong):
+            argv = ["pretrain", "--config=stop_tiny_procedural", f"--distribution={spec}", f"--override=train.output_dir={out}"]
+            with self.assertRaisesRegex(ValueError, f"spec='{spec}'"):
+                pretrain.run_from_argv(argv)
+        self.assertFalse(os.path.exists(out))

@@ -52,19 +52,20 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("verbose", 2, "Progress output of the pretraining runs (0, 1 or 2).", flag_values=fv)
 
 
-def probe_split(num_images, seed, image_size, max_count=4, grid_size=3, noise_std=4.0, batch_size=250):
-    """Labelled procedural images: `(batches of (images, shape labels), labels dict)`.
+def probe_split(num_images, seed, batch_size=250, **generator):
+    """Labelled procedural images drawn like the pretraining data (the same
+    `make_procedural_shapes` arguments, see `generator_arguments`) from another seed.
 
-    Drawn like the pretraining data (same generator arguments), from another seed."""
+    Returns:
+        `(batches of (images, shape labels), labels dict, number of classes per label)`.
+    """
     import numpy as np
 
     from keras_flexpredict.data import IMAGENET_MEAN
     from keras_flexpredict.data import IMAGENET_STD
     from keras_flexpredict.data import make_procedural_shapes
 
-    data = make_procedural_shapes(
-        num_images, image_size=image_size, seed=seed, max_count=max_count, grid_size=grid_size, noise_std=noise_std
-    )
+    data = make_procedural_shapes(num_images, seed=seed, **generator)
     images = (data["images"].astype(np.float32) / 255.0 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
     labels = {
         "shape": data["labels"]["shape"],
@@ -74,13 +75,19 @@ def probe_split(num_images, seed, image_size, max_count=4, grid_size=3, noise_st
     batches = [
         (images[i : i + batch_size], labels["shape"][i : i + batch_size]) for i in range(0, num_images, batch_size)
     ]
-    return batches, labels
+    return batches, labels, dict(data["num_classes"])
 
 
 def generator_arguments(data):
-    """The `make_procedural_shapes` arguments of a recipe's `data` section."""
-    keys = ("image_size", "max_count", "grid_size", "noise_std")
-    return {k: data[k] for k in keys if k in data}
+    """The `make_procedural_shapes` arguments of a recipe's `data` section (every key
+    of the section the generator takes, except the seed; the generator's defaults for
+    the rest, as the pretraining pipeline)."""
+    import inspect
+
+    from keras_flexpredict.data import make_procedural_shapes
+
+    names = set(inspect.signature(make_procedural_shapes).parameters) - {"num_images", "seed"}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def probe_encoder(encoder, train_batches, test_batches, train_labels, test_labels, seed):
@@ -169,7 +176,6 @@ def run_demo(output_dir="demo_output", overrides=(), num_probe_train=2000, num_p
     start = time.time()
     import keras
 
-    from keras_flexpredict.data import procedural_shapes_num_classes
     from keras_flexpredict.evaluation import write_result_json
     from recipes import pretrain
 
@@ -196,8 +202,8 @@ def run_demo(output_dir="demo_output", overrides=(), num_probe_train=2000, num_p
     print("\n=== Probing the frozen encoders ===", flush=True)
     t = time.time()
     generator = generator_arguments(configs["stop"][0]["data"])
-    train_batches, train_labels = probe_split(num_probe_train, probe_seed, **generator)
-    test_batches, test_labels = probe_split(num_probe_test, probe_seed + 1, **generator)
+    train_batches, train_labels, num_classes = probe_split(num_probe_train, probe_seed, **generator)
+    test_batches, test_labels, _ = probe_split(num_probe_test, probe_seed + 1, **generator)
     encoders = {
         # The weights both runs started from (same recipe seed).
         "random": pretrain.build_model(configs["stop"][0]).target_encoder,
@@ -211,7 +217,6 @@ def run_demo(output_dir="demo_output", overrides=(), num_probe_train=2000, num_p
     times["probes"] = round(time.time() - t, 1)
 
     table = format_table(probes)
-    num_classes = procedural_shapes_num_classes(generator.get("max_count", 4), generator.get("grid_size", 3))
     chance = {label: 1.0 / num_classes[label] for label in PROBE_LABELS}
     figure = save_figure(os.path.join(output_dir, "demo.png"), summaries, probes, chance)
     times["total"] = round(time.time() - start, 1)

@@ -30,6 +30,11 @@ completed epoch (weights, optimiser, EMA and random states are restored by
 `keras.callbacks.BackupAndRestore`). The data pipeline restarts with a seed mixed
 with the resumed epoch, so a resumed run does not replay the first epochs' order.
 Running a completed recipe again only prints where its results are.
+
+Several devices or hosts: `--distribution=data_parallel` (or another spec of
+`keras_flexpredict.distribution.configure`; launch commands in docs/distribution.md).
+`data.batch_size` is then the global batch; every process runs the same command and
+the chief writes the logs, checkpoints and exports.
 """
 
 import csv
@@ -58,6 +63,12 @@ def define_flags(flag_values=flags.FLAGS):
     )
     flags.DEFINE_multi_string(
         "override", [], "section.key=value (repeatable), e.g. train.epochs=10 or model.encoder.depth=2.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "distribution", "none",
+        "Multi-device engine (keras_flexpredict.distribution.configure): none, data_parallel, "
+        "model_parallel:DxM, mirrored, multi_worker_mirrored, tpu, ddp. See docs/distribution.md.",
         flag_values=fv,
     )
     flags.DEFINE_boolean("print_config", False, "Print the resolved recipe and exit.", flag_values=fv)
@@ -183,13 +194,23 @@ def _print_paths(paths, title):
         print(f"  {key:15s} {paths[key]}")
 
 
-def run(config, name="recipe", extra_callbacks=()):
+def backup_dir(output_dir, dist):
+    """BackupAndRestore's folder: one per process in a multi-process run."""
+    folder = os.path.join(output_dir, "backup")
+    return folder if dist.num_processes == 1 else os.path.join(folder, f"process_{dist.process_index}")
+
+
+def run(config, name="recipe", extra_callbacks=(), dist=None):
     """Pretrains the model of a validated recipe (see `prepare_config`) with `fit`.
 
     Args:
         config: dict, a validated recipe.
         name: str. The recipe's name, for messages and the summary.
         extra_callbacks: Keras callbacks added after the recipe's own.
+        dist: the `DistributionContext` of `keras_flexpredict.distribution.configure`
+            (which must run before the recipe is validated), or None for one device.
+            Every process runs this function; the chief alone writes the logs,
+            checkpoints and summary, and `data.batch_size` is the global batch.
 
     Returns:
         The run summary (what `summary.json` holds): the loss per epoch, the step
@@ -197,88 +218,95 @@ def run(config, name="recipe", extra_callbacks=()):
     """
     import keras
 
+    from keras_flexpredict import distribution as kfp_distribution
     from keras_flexpredict.callbacks import EMATargetCallback
     from recipes.atomic_model_checkpoint import AtomicModelCheckpoint
     from recipes.schedule_logger import ScheduleLogger
 
+    if dist is None:
+        dist = kfp_distribution.DistributionContext("none", keras.backend.backend())
+    chief = dist.is_chief
     train = config["train"]
     paths = output_paths(train["output_dir"])
+    paths["backup"] = backup_dir(train["output_dir"], dist)
     os.makedirs(train["output_dir"], exist_ok=True)
     if os.path.exists(paths["config"]):
         _check_same_run(config, paths["config"])
     if os.path.exists(paths["summary"]):
         with open(paths["summary"], encoding="utf-8") as f:
             summary = json.load(f)
-        _print_paths(paths, f"Recipe {name} already completed in {train['output_dir']}:")
+        if chief:
+            _print_paths(paths, f"Recipe {name} already completed in {train['output_dir']}:")
         return summary
-    _write_json(paths["config"], _as_json(config))
+    if chief:
+        _write_json(paths["config"], _as_json(config))
 
     start = time.time()
     steps_per_epoch = recipe_config.resolve_steps_per_epoch(config)
     epochs = train["epochs"]
     resumed = _resumed_epoch(paths["backup"])
-    print(
-        f"Recipe {name} on the {keras.backend.backend()} backend: {epochs} epochs x {steps_per_epoch} steps "
-        f"of {config['data']['batch_size']} images" + (f", resuming after epoch {resumed}" if resumed else "")
-        + f". Output: {train['output_dir']}",
-        flush=True,
-    )
+    if chief:
+        print(
+            f"Recipe {name} on the {keras.backend.backend()} backend ({dist.num_replicas} replica(s), "
+            f"{dist.num_processes} process(es)): {epochs} epochs x {steps_per_epoch} steps of "
+            f"{config['data']['batch_size']} images" + (f", resuming after epoch {resumed}" if resumed else "")
+            + f". Output: {train['output_dir']}",
+            flush=True,
+        )
 
     previous_policy = keras.config.dtype_policy()
     if train["dtype_policy"] is not None:
         keras.config.set_dtype_policy(train["dtype_policy"])
     try:
-        dataset = build_dataset(config, epoch_offset=resumed)
-        model = build_model(config)
+        dataset = dist.distribute_dataset(build_dataset(config, epoch_offset=resumed))
+        with dist.scope():
+            model = build_model(config)
+            model.compile(
+                optimizer=recipe_config.make_optimizer(config["optimizer"], epochs, steps_per_epoch),
+                steps_per_execution=train["steps_per_execution"],
+            )
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    model.compile(
-        optimizer=recipe_config.make_optimizer(config["optimizer"], epochs, steps_per_epoch),
-        steps_per_execution=train["steps_per_execution"],
-    )
     callbacks = [
         # Restores weights, optimiser and random states first; writes after each epoch.
         keras.callbacks.BackupAndRestore(paths["backup"], double_checkpoint=True, delete_checkpoint=False),
         EMATargetCallback(**config["ema"]),
         ScheduleLogger(),
-        keras.callbacks.CSVLogger(paths["log_csv"], append=True),
     ]
-    if importlib.util.find_spec("tensorboard") is not None:
-        callbacks.append(keras.callbacks.TensorBoard(paths["tensorboard"], write_graph=False))
-    else:
-        print("TensorBoard logs are off: the `tensorboard` package is not installed (pip install tensorboard).")
-    if train["checkpoint_every"]:
-        callbacks.append(
-            AtomicModelCheckpoint(
-                os.path.join(paths["checkpoints"], "epoch_{epoch:04d}.weights.h5"),
-                save_weights_only=True,
-                every_n_epochs=train["checkpoint_every"],
+    if chief:
+        callbacks.append(keras.callbacks.CSVLogger(paths["log_csv"], append=True))
+        if importlib.util.find_spec("tensorboard") is not None:
+            callbacks.append(keras.callbacks.TensorBoard(paths["tensorboard"], write_graph=False))
+        else:
+            print("TensorBoard logs are off: the `tensorboard` package is not installed (pip install tensorboard).")
+        if train["checkpoint_every"]:
+            callbacks.append(
+                AtomicModelCheckpoint(
+                    os.path.join(paths["checkpoints"], "epoch_{epoch:04d}.weights.h5"),
+                    save_weights_only=True,
+                    every_n_epochs=train["checkpoint_every"],
+                )
             )
-        )
     callbacks.extend(extra_callbacks)
     model.fit(
         dataset,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
-        verbose=train["verbose"],
+        verbose=train["verbose"] if chief else 0,
         shuffle=False,  # the pipeline shuffles
     )
 
-    # Products: each written under a temporary name and renamed when complete.
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=train["output_dir"], prefix=".final.")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, paths["final_model"])
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # On every process (sharded variables are gathered); the chief writes each file
+    # under a temporary name and renames it when complete.
+    kfp_distribution.save_model(model, paths["final_model"])
     model.export_target_encoder(paths["target_encoder"])
     log = read_csv_log(paths["log_csv"])
     summary = {
         "recipe": name,
         "backend": keras.backend.backend(),
+        "distribution": dist.spec,
+        "num_replicas": dist.num_replicas,
         "epochs": epochs,
         "steps_per_epoch": steps_per_epoch,
         "train_steps": int(keras.ops.convert_to_numpy(model.train_steps.value)),
@@ -289,9 +317,10 @@ def run(config, name="recipe", extra_callbacks=()):
         "wall_time_s": round(time.time() - start, 1),
         "paths": paths,
     }
-    _write_json(paths["summary"], summary)
-    shutil.rmtree(paths["backup"], ignore_errors=True)
-    _print_paths(paths, f"Recipe {name} done in {summary['wall_time_s']:.0f} s (final loss {summary['final_loss']}):")
+    if chief:
+        _write_json(paths["summary"], summary)
+        shutil.rmtree(os.path.join(train["output_dir"], "backup"), ignore_errors=True)
+        _print_paths(paths, f"Recipe {name} done in {summary['wall_time_s']:.0f} s (final loss {summary['final_loss']}):")
     return summary
 
 
@@ -307,11 +336,18 @@ def run_from_argv(argv, extra_callbacks=()):
 
 
 def _run_flags(fv, extra_callbacks=()):
+    dist = None
+    if not fv.print_config:
+        from keras_flexpredict import distribution as kfp_distribution
+
+        # First of all: JAX / torch multi-process runtimes and TF multi-worker
+        # strategies must start before any model, dataset or variable exists.
+        dist = kfp_distribution.configure(fv.distribution)
     config, name = prepare_config(fv.config, fv.override)
     if fv.print_config:
         print(json.dumps(_as_json(config), indent=2))
         return config
-    return run(config, name, extra_callbacks)
+    return run(config, name, extra_callbacks, dist=dist)
 
 
 def main(argv):
