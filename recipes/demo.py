@@ -13,12 +13,14 @@ of the probe's training split) and a kNN classifier. It prints a table, and writ
 `demo_output/results.json` and `demo_output/demo.png` (loss curves and probe
 accuracies). The pretraining runs go to `demo_output/runs/`.
 
-The Keras backend defaults to TensorFlow, the fastest on a CPU for this model;
+The Keras backend defaults to TensorFlow, the steadiest on a loaded CPU for this model;
 `KERAS_BACKEND=jax` or `torch` overrides it.
 """
 
 import os
 
+# TensorFlow: as fast as torch on an idle 2-core CPU for this model and far steadier
+# under load (recipes/README.md); JAX compiles longer. KERAS_BACKEND overrides it.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
