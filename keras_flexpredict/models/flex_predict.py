@@ -14,6 +14,7 @@ from keras_flexpredict.models.flex_predict_presets import FLEXPREDICT_PRESETS
 from keras_flexpredict.models.jepa_predictor import JEPAPredictor
 from keras_flexpredict.models.vit_encoder import ViTEncoder
 from keras_flexpredict.models.vit_presets import VIT_PRESETS
+from keras_flexpredict.utils.padding import trim_padding
 
 LOSSES = ("smooth_l1", "mse")
 
@@ -241,7 +242,9 @@ class FlexPredict(keras.Model):
         self._check_images(images)
         if training:
             self.update_target_encoder()
-        masks = self.masker(images)
+        # Eager torch drops the padding slots no image uses (the work of the official
+        # code's variable-length masks); compiled backends keep the static slots.
+        masks = trim_padding(self.draw_masks(images))
         targets = self.target_encoder(images, training=False)
         targets = ops.stop_gradient(self._normalize(targets))
         b = ops.shape(targets)[0]
@@ -258,6 +261,12 @@ class FlexPredict(keras.Model):
         if training:
             self.train_steps.assign_add(1)
         return {"predictions": predictions, "targets": targets, "target_mask": masks["target_mask"]}
+
+    def draw_masks(self, images):
+        """The masks of one training step: `self.masker(images)`. Override to supply
+        masks from elsewhere (e.g. replayed from another implementation); they must
+        have the masker's layout (real tokens first in every row)."""
+        return self.masker(images)
 
     @staticmethod
     def _normalize(x, epsilon=1e-5):

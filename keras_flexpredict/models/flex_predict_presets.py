@@ -3,7 +3,9 @@
 Each preset names the encoder size (a `ViTEncoder` preset) and the predictor and
 masker constructor arguments of DESIGN §1 (predictor width 384, depth 6 for ViT-B and
 12 for ViT-L/H, sigma 0.25 for B/L and 0.2 for H; `ijepa_*` are the deterministic
-baselines). Optimiser schedules live in `recipes/`.
+baselines). The masker reproduces the official collator (`reference=True`); pass
+`masker=dict(reference=False)` for the library's flaw-free masks. Optimiser schedules
+live in `recipes/`.
 """
 
 _RUNS = {
@@ -29,5 +31,9 @@ for _encoder, _run in _RUNS.items():
                 target_aspect_ratio=(0.75, 1.5),
                 context_scale=(0.85, 1.0),
                 min_keep=10,
+                # The official collator's masks (the paper's numbers came from them),
+                # truncated per 64-image group as per GPU in the paper's runs.
+                reference=True,
+                reference_group_size=64,
             ),
         }

@@ -184,7 +184,8 @@ class JEPAPredictor(keras.Model):
         )
         keep = ops.reshape(keep, (b * m, kc + kt))
         for block in self.blocks:
-            tokens = block(tokens, padding_mask=keep)
+            # Padded slots are zeroed once, at the output.
+            tokens = block(tokens, padding_mask=keep, zero_padding=False)
         out = self.output_projection(self.norm(tokens[:, kc:]))
         out = ops.reshape(out, (b, m, kt, self.encoder_dim))
         return ops.where(target_mask[..., None], out, ops.zeros_like(out))

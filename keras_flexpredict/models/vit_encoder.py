@@ -166,7 +166,8 @@ class ViTEncoder(keras.Model):
             raise ValueError("`context_mask` needs `context_indices`.")
         outputs = []
         for i, block in enumerate(self.blocks):
-            x = block(x, padding_mask=context_mask)
+            # Padded slots are zeroed once, by the final norm.
+            x = block(x, padding_mask=context_mask, zero_padding=False)
             if i >= self.depth - last_n_layers:
                 outputs.append(self._final_norm(x, context_mask))
         return outputs[0] if last_n_layers == 1 else outputs

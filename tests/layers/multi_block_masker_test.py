@@ -287,3 +287,89 @@ class MultiBlockMaskerTest(TestCase):
             context = dense(a["context_indices"], a["context_mask"], 64)
             self.assertFalse((context & dense(a["target_indices"], a["target_mask"], 64).any(1)).any())
         self.assertFalse(np.array_equal(first[0]["context_indices"], first[1]["context_indices"]))
+
+    def test_sample_batches__reference_matches_the_official_collator_statistics(self):
+        # The official collator (a NumPy port in benchmarks/, kept flaws and all),
+        # 224/16, batches of 64: mean context 53-55 tokens (54.5 measured on the
+        # official code), packed top-left, no target on the last row or column.
+        from benchmarks.reference_ijepa_masks import ReferenceMaskCollator
+
+        collator = ReferenceMaskCollator(seed=3)
+        official_rows = np.zeros(14)
+        official_lengths = []
+        for _ in range(150):
+            enc, _, _ = collator.sample(64)
+            official_lengths += [enc.shape[-1]] * 64
+            official_rows += np.bincount((enc[0] // 14).ravel(), minlength=14)
+        official_rows /= len(official_lengths)
+
+        masker = MultiBlockMasker(reference=True, reference_group_size=64, seed=3)
+        self.assertEqual(masker.num_target_tokens, 40)
+        masks = self.sample(masker, 150, 64)
+        ci, cm = masks["context_indices"], masks["context_mask"]
+        lengths = cm.sum(-1)
+        # Block sizes are drawn once per batch, so a batch mean varies by several
+        # tokens: 150 batches here, 4,096 images in `expected_context_tokens`.
+        self.assertAlmostEqual(lengths.mean(), np.mean(official_lengths), delta=2.0)
+        self.assertAlmostEqual(masker.expected_context_tokens, 54.5, delta=2.0)
+        # Truncation per group: every image of a batch keeps the same length.
+        self.assertTrue((lengths == lengths[:, :1]).all())
+        rows = np.array([((ci // 14 == r) & cm).sum(-1).mean() for r in range(14)])
+        np.testing.assert_allclose(rows, official_rows, atol=0.6)
+        self.assertGreater(rows[0], 9.5)
+        self.assertEqual(rows[13], 0.0)
+        # The padded share follows the truncated lengths, not the untruncated maximum.
+        self.assertLess(1 - cm.mean(), 0.2)
+        # Target blocks: whole rectangles that never start on the last valid row/column,
+        # so never touch the last grid row or column.
+        seen = self.check_reference_targets(masks, masker)
+        self.assertEqual({h * w for h, w in seen}, {30, 35, 36, 40})
+
+    def check_reference_targets(self, masks, masker):
+        height, width = masker.grid_size
+        ti, tm = masks["target_indices"], masks["target_mask"]
+        top, left, h, w = bounding_boxes(ti, tm, width)
+        self.assertTrue((tm.sum(-1) == h * w).all())
+        self.assertTrue((h == h[:, :1, :1]).all() and (w == w[:, :1, :1]).all())
+        for size in np.unique(h):
+            self.assertEqual(set(top[h == size].tolist()), set(range(height - size)), f"h={size}")
+        for size in np.unique(w):
+            self.assertEqual(set(left[w == size].tolist()), set(range(width - size)), f"w={size}")
+        return set(zip(h[:, 0, 0].tolist(), w[:, 0, 0].tolist()))
+
+    def test_call__reference_groups_truncate_separately_and_relax_like_the_reference(self):
+        # Groups of 4 in a batch of 8: each group's contexts share their own length
+        # and are the first tokens in raster order of context block minus targets.
+        masker = MultiBlockMasker(reference=True, reference_group_size=4, seed=5)
+        masks = self.sample(masker, 40, 8)
+        lengths = masks["context_mask"].sum(-1).reshape(40, 2, 4)
+        self.assertTrue((lengths == lengths[..., :1]).all())
+        self.assertFalse((lengths[:, 0, 0] == lengths[:, 1, 0]).all())
+        n = 196
+        context = dense(masks["context_indices"], masks["context_mask"], n)
+        targets = dense(masks["target_indices"], masks["target_mask"], n).any(axis=2)
+        self.assertFalse((context & targets).any())
+        # Relaxation: a context block too small to avoid the targets overlaps them
+        # instead of failing (the reference lets one more target overlap after each
+        # round of failures).
+        small = MultiBlockMasker(
+            grid_size=(6, 6), num_targets=4, target_scale=(0.3, 0.3), target_aspect_ratio=(1.0, 1.0),
+            context_scale=(0.5, 0.5), min_keep=8, reference=True, seed=1,
+        )
+        masks = self.sample(small, 200, 4)
+        context = dense(masks["context_indices"], masks["context_mask"], 36)
+        targets = dense(masks["target_indices"], masks["target_mask"], 36).any(axis=2)
+        self.assertTrue((context & targets).any())
+        self.assertTrue((masks["context_mask"].sum(-1) > 8).all())
+
+    def test_init__reference_config_round_trip_and_errors(self):
+        masker = MultiBlockMasker(grid_size=(8, 8), min_keep=4, reference=True, reference_group_size=2, seed=0)
+        clone = self.run_config_round_trip_test(masker)
+        self.assertEqual(
+            (clone.reference, clone.reference_group_size, clone.num_context_tokens),
+            (True, 2, masker.num_context_tokens),
+        )
+        with self.assertRaisesRegex(ValueError, r"reference_group_size=0"):
+            MultiBlockMasker(reference=True, reference_group_size=0)
+        with self.assertRaisesRegex(ValueError, r"min_keep=30"):
+            MultiBlockMasker(reference=True, min_keep=30)  # smallest target block: 30 tokens

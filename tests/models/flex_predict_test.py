@@ -201,3 +201,65 @@ class FlexPredictTest(TestCase):
         history = model.fit(structured_images(8), batch_size=8, epochs=1, verbose=0)
         self.assertTrue(np.isfinite(history.history["loss"][0]))
         self.assertEqual(model.encoder.compute_dtype, "bfloat16")
+
+
+class PaddingSlotsTest(TestCase):
+    """Padding slots never change a real token's result, so eager torch may drop the
+    ones no image uses (`trim_padding`) and the stacks zero padding only once."""
+
+    def test_call__padding_slots_never_change_real_outputs(self):
+        model = tiny_flexpredict(masker=dict(reference=False, num_context_tokens=45))
+        images = structured_images(4)
+        masks = to_numpy(model.masker(images))
+        kc = int(masks["context_mask"].sum(-1).max())
+        kt = int(masks["target_mask"].sum(-1).max())
+        self.assertLess(kc, masks["context_mask"].shape[-1])  # there is padding to drop
+        cut = {
+            "context_indices": masks["context_indices"][:, :kc],
+            "context_mask": masks["context_mask"][:, :kc],
+            "target_indices": masks["target_indices"][:, :, :kt],
+            "target_mask": masks["target_mask"][:, :, :kt],
+        }
+        outputs = []
+        for m in (masks, cut):
+            context = model.encoder(images, context_indices=m["context_indices"], context_mask=m["context_mask"])
+            predictions = model.predictor(context, m, training=False)
+            outputs.append((to_numpy(context), to_numpy(predictions)))
+        (full_ctx, full_pred), (cut_ctx, cut_pred) = outputs
+        np.testing.assert_allclose(full_ctx[:, :kc], cut_ctx, atol=1e-5)
+        np.testing.assert_allclose(full_pred[:, :, :kt], cut_pred, atol=1e-5)
+        # Padding slots come out as zeros, although no block inside zeroes them.
+        self.assertEqual(np.abs(full_ctx[~masks["context_mask"]]).sum(), 0.0)
+        self.assertEqual(np.abs(full_pred[~masks["target_mask"]]).sum(), 0.0)
+
+    def test_trim_padding__cuts_to_the_longest_mask_only_on_eager_torch(self):
+        from keras_flexpredict.utils.padding import trim_padding
+
+        masker = kfp.layers.MultiBlockMasker(grid_size=(8, 8), min_keep=4, seed=0)
+        masks = masker(6)
+        trimmed = to_numpy(trim_padding(masks))
+        masks = to_numpy(masks)
+        if self.backend != "torch":  # compiled backends keep their static shapes
+            for key in masks:
+                np.testing.assert_array_equal(trimmed[key], masks[key])
+            return
+        kc = masks["context_mask"].sum(-1).max()
+        kt = masks["target_mask"].sum(-1).max()
+        self.assertEqual(trimmed["context_indices"].shape, (6, kc))
+        self.assertEqual(trimmed["target_mask"].shape, (6, 4, kt))
+        self.assertEqual(trimmed["context_mask"].sum(), masks["context_mask"].sum())
+        self.assertEqual(trimmed["target_mask"].sum(), masks["target_mask"].sum())
+        np.testing.assert_array_equal(trimmed["context_indices"], masks["context_indices"][:, :kc])
+
+    def test_draw_masks__override_supplies_the_step_masks(self):
+        fixed = to_numpy(kfp.layers.MultiBlockMasker(grid_size=(8, 8), min_keep=4, seed=3)(4))
+
+        class FixedMasks(kfp.models.FlexPredict):
+            def draw_masks(self, images):
+                return {k: ops.convert_to_tensor(v) for k, v in fixed.items()}
+
+        model = tiny_flexpredict()
+        clone = FixedMasks.from_config(model.get_config())
+        out = to_numpy(clone(structured_images(4), training=False))
+        kt = fixed["target_mask"].sum(-1).max() if self.backend == "torch" else fixed["target_mask"].shape[-1]
+        np.testing.assert_array_equal(out["target_mask"], fixed["target_mask"][:, :, :kt])

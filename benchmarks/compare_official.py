@@ -1,0 +1,416 @@
+"""Our train step beside the official StoP step, same machine, one run, interleaved.
+
+    python -m benchmarks.compare_official                      # every cell, 2 rounds
+    python -m benchmarks.compare_official --configs tiny224 --backends torch --rounds 1
+    python -m benchmarks.compare_official --report             # rebuild the table only
+
+Cells: configuration (`tiny224` ViT-Tiny 224/16 batch 8, `small224` ViT-Small 224/16
+batch 8, `tiny64` ViT-Tiny 64/8 batch 32; predictor 384 wide, 6 deep, heads = encoder
+heads; fp32) x implementation (the official StoP `train_step` with activation
+checkpointing off, timed by `../shared/peers/bench_jepa_torch.py` from a local clone of
+the official repository; ours through `model.fit` on the torch, JAX and TensorFlow
+backends) x masks (`reference`: `MultiBlockMasker(reference=True)` with the official
+collator's statistics, truncated per batch as the official per-process batch is;
+`default`: the library's flaw-free masks). Each cell runs in its own process (peak RSS is
+per cell); rounds interleave the cells so drift of the machine hits all alike.
+
+Reported per cell: median step time after warm-up, images/s, ratio to the official
+step of the same round, model FLOPs per step on real tokens (target encoder forward,
+context encoder and predictor forward + backward; the same definition as the official
+harness) and MFU = model FLOPs / step time / the fp32 matmul peak measured in the same
+round (torch.mm 4096^3), mean real context / target tokens, first step (compilation) and
+peak RSS. A timed step during which other processes used more than 5% of the machine is
+re-run (at most 3 times) and counted. Raw results: `benchmarks/results/compare/*.json`;
+the table goes to `benchmarks/results/compare_official.md` and into BENCHMARKS.md.
+
+Needs: the official StoP clone (`../.mirror/amirbar+StoP/repo`, or `MIRROR`), the
+peers harness (`../shared/peers`, or `PEERS`), pyyaml (`pip install -e .[bench]`).
+"""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results", "compare")
+
+CONFIGS = {
+    # name: encoder (width, depth, heads), image, patch, batch, min_keep
+    "tiny224": dict(width=192, depth=12, heads=3, image=224, patch=16, batch=8, min_keep=10),
+    "small224": dict(width=384, depth=12, heads=6, image=224, patch=16, batch=8, min_keep=10),
+    "tiny64": dict(width=192, depth=12, heads=3, image=64, patch=8, batch=32, min_keep=4),
+}
+LABELS = {
+    "tiny224": "ViT-Tiny 224/16, batch 8",
+    "small224": "ViT-Small 224/16, batch 8",
+    "tiny64": "ViT-Tiny 64/8, batch 32",
+}
+PREDICTOR_WIDTH, PREDICTOR_DEPTH, NUM_TARGETS = 384, 6, 4
+OTHER_LOAD_LIMIT = 0.05
+
+
+# ----------------------------------------------------------------------------- load guard
+def _busy_seconds():
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system _idle_ _iowait_ irq softirq steal
+    return (sum(fields[0:3]) + sum(fields[5:8])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds():
+    t = os.times()
+    return t.user + t.system
+
+
+def other_load(fn):
+    """Runs `fn`; returns (result, wall seconds, share of the machine other processes used)."""
+    busy, own, start = _busy_seconds(), _own_seconds(), time.perf_counter()
+    result = fn()
+    wall = time.perf_counter() - start
+    other = (_busy_seconds() - busy) - (_own_seconds() - own)
+    return result, wall, max(0.0, other) / ((os.cpu_count() or 1) * max(wall, 1e-9))
+
+
+# ----------------------------------------------------------------------------- FLOPs
+def model_flops(cfg, context_tokens, target_tokens):
+    """Matmul FLOPs (2 per multiply-add) of one step on real tokens: target encoder
+    forward; context encoder and predictor forward + backward (3x forward; the patch
+    embedding and the StoP noise projection need weight gradients only, 2x)."""
+    d, depth, b = cfg["width"], cfg["depth"], cfg["batch"]
+    n = (cfg["image"] // cfg["patch"]) ** 2
+
+    def block(tokens, width):
+        return 24 * tokens * width * width + 4 * tokens * tokens * width
+
+    patch = 2 * n * 3 * cfg["patch"] ** 2 * d
+    target = b * (patch + depth * block(n, d))
+    context = b * depth * block(context_tokens, d)
+    projection_in = 2 * b * context_tokens * d * PREDICTOR_WIDTH
+    noise = 2 * NUM_TARGETS * b * target_tokens * d * PREDICTOR_WIDTH
+    predictor = NUM_TARGETS * b * PREDICTOR_DEPTH * block(context_tokens + target_tokens, PREDICTOR_WIDTH)
+    projection_out = 2 * NUM_TARGETS * b * target_tokens * PREDICTOR_WIDTH * d
+    return target + 2 * b * patch + 3 * (context + projection_in + predictor + projection_out) + 2 * noise
+
+
+# ----------------------------------------------------------------------------- our worker
+def load_official_masks(path, steps, num_targets=NUM_TARGETS):
+    """The official harness's `--dump-masks` file as padded arrays with the
+    masker's layout: `context_indices (S, B, Kc)`, `target_indices (S, B, M, Kt)` and
+    their validity masks (every official mask of a step has the same length)."""
+    import numpy as np
+
+    raw = np.load(path)
+    context = [raw[f"step{i}_enc0"].astype("int32") for i in range(steps)]
+    targets = [np.stack([raw[f"step{i}_pred{j}"] for j in range(num_targets)], 1) for i in range(steps)]
+    kc, kt = max(c.shape[-1] for c in context), max(t.shape[-1] for t in targets)
+
+    def pad(x, k):
+        width = [(0, 0)] * (x.ndim - 1) + [(0, k - x.shape[-1])]
+        valid = np.pad(np.ones(x.shape, bool), width)
+        # Sorted indices, as the masker gives them (the official ones are sorted too).
+        return np.pad(np.sort(x, -1).astype("int32"), width), valid
+
+    (ci, cm), (ti, tm) = zip(*[pad(c, kc) for c in context]), zip(*[pad(t, kt) for t in targets])
+    return {
+        "context_indices": np.stack(ci), "context_mask": np.stack(cm),
+        "target_indices": np.stack(ti), "target_mask": np.stack(tm),
+    }
+
+
+def run_ours(config, masks, warmup, steps, seed=0, replay=None):
+    """One cell of ours in this process (KERAS_BACKEND chosen by the caller).
+    `masks`: "official" (replay the official run's masks from `replay`),
+    "reference" (`MultiBlockMasker(reference=True)`) or "default"."""
+    import keras
+    import numpy as np
+
+    from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker
+    from keras_flexpredict.models.flex_predict import FlexPredict
+
+    cfg = CONFIGS[config]
+    masker_args = dict(min_keep=cfg["min_keep"], seed=seed, reference=masks != "default")
+    if masks != "default":
+        # The official code truncates per process batch: the batch here.
+        masker_args["reference_group_size"] = cfg["batch"]
+    cls = FlexPredict
+    if masks == "official":
+        replayed = load_official_masks(replay, warmup + steps)
+        masker_args.update(
+            num_context_tokens=replayed["context_indices"].shape[-1],
+            num_target_tokens=replayed["target_indices"].shape[-1],
+        )
+
+        class ReplayFlexPredict(FlexPredict):
+            """Takes step i's masks from the official run (same work, same tokens)."""
+
+            def build(self, images_shape):
+                self.replay_step = self.add_weight(
+                    name="replay_step", shape=(), dtype="int32", initializer="zeros", trainable=False
+                )
+                super().build(images_shape)
+
+            def draw_masks(self, images):
+                i = self.replay_step.value % len(replayed["context_indices"])
+                self.replay_step.assign_add(1)
+                return {k: keras.ops.take(keras.ops.convert_to_tensor(v), i, axis=0) for k, v in replayed.items()}
+
+        cls = ReplayFlexPredict
+    model = cls.from_preset(
+        "stop_vit_base_patch16_224_imagenet",
+        encoder=dict(
+            image_size=cfg["image"], patch_size=cfg["patch"], hidden_dim=cfg["width"],
+            depth=cfg["depth"], num_heads=cfg["heads"],
+        ),
+        predictor=dict(
+            hidden_dim=PREDICTOR_WIDTH, depth=PREDICTOR_DEPTH, num_heads=cfg["heads"], seed=seed
+        ),
+        masker=masker_args,
+    )
+    if masks == "official":
+        drawn = replayed
+    else:
+        # The same stream of masks the model draws (same configuration and seed).
+        twin = MultiBlockMasker(**dict(model.masker.get_config(), name="twin"))
+        drawn = keras.tree.map_structure(
+            keras.ops.convert_to_numpy, twin.sample_batches(warmup + steps, cfg["batch"])
+        )
+    model.compile()
+    context_tokens = drawn["context_mask"].sum(-1).mean(-1)  # per step
+    target_tokens = drawn["target_mask"].sum(-1).mean((-1, -2))
+    images = np.random.default_rng(seed).normal(size=(cfg["batch"], cfg["image"], cfg["image"], 3))
+    images = np.repeat(images[None].astype("float32"), warmup + steps, axis=0)
+    images = images.reshape((-1, cfg["image"], cfg["image"], 3))
+
+    times, others, reruns = [], [], 0
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.busy, self.own, self.start = _busy_seconds(), _own_seconds(), time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            float(logs["loss"])  # waits for the step
+            wall = time.perf_counter() - self.start
+            other = (_busy_seconds() - self.busy) - (_own_seconds() - self.own)
+            times.append(wall)
+            others.append(max(0.0, other) / ((os.cpu_count() or 1) * wall))
+
+    model.fit(
+        images, batch_size=cfg["batch"], epochs=1, verbose=0, shuffle=False, callbacks=[Timer()]
+    )
+    timed = list(range(warmup, warmup + steps))
+    quiet = [i for i in timed if others[i] <= OTHER_LOAD_LIMIT]
+    reruns = len(timed) - len(quiet)
+    use = quiet if len(quiet) >= max(3, steps // 2) else timed
+    flops = [model_flops(cfg, context_tokens[i], target_tokens[i]) for i in use]
+    step = statistics.median(times[i] for i in use)
+    return dict(
+        impl=f"ours-{keras.backend.backend()}", config=config, masks=masks,
+        step_ms=1e3 * step, images_per_s=cfg["batch"] / step,
+        step_ms_all=[round(1e3 * t, 1) for t in times],
+        first_step_s=times[0], context_tokens=float(np.mean(context_tokens[use])),
+        target_tokens=float(np.mean(target_tokens[use])),
+        context_slots=int(model.masker.num_context_tokens), target_slots=int(model.masker.num_target_tokens),
+        model_flops=float(np.mean(flops)), noisy_steps=reruns,
+        max_other_load=max(others[i] for i in use),
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        keras=keras.__version__,
+    )
+
+
+# ----------------------------------------------------------------------------- driver
+def _peers_dir():
+    return os.environ.get("PEERS", os.path.join(ROOT, "..", "shared", "peers"))
+
+
+def run_official(config, masks, warmup, steps, out):
+    if masks != "official":
+        return None  # the official code has only its own masks
+    cmd = [
+        sys.executable, os.path.join(_peers_dir(), "bench_jepa_torch.py"), "--impl", "stop",
+        "--stop", "1", "--ckpt", "off", "--config", config, "--warmup", str(warmup),
+        "--steps", str(steps), "--collator-calls", "20", "--flops", "0", "--out", out,
+        "--dump-masks", _masks_file(config),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"official benchmark failed:\n{proc.stderr[-3000:]}")
+    raw = json.load(open(out))
+    cfg = CONFIGS[config]
+    shapes = raw["mask_shapes"][warmup:]
+    return dict(
+        impl="official", config=config, masks="reference", step_ms=raw["median_ms"],
+        images_per_s=raw["imgs_per_s"], step_ms_all=raw["step_ms"], first_step_s=None,
+        context_tokens=statistics.mean(s[0] for s in shapes),
+        target_tokens=statistics.mean(s[1] for s in shapes),
+        model_flops=statistics.mean(model_flops(cfg, c, t) for c, t in shapes),
+        noisy_steps=sum(k - 1 for k in raw["tries"]), max_other_load=max(raw["other_load"]),
+        peak_rss_mib=raw["rss_mib"]["peak"], ref_commit=raw.get("ref_commit"),
+    )
+
+
+def _masks_file(config):
+    return os.path.join(RESULTS, f"official_masks_{config}.npz")
+
+
+def matmul_peak():
+    """fp32 GFLOP/s of torch.mm 4096^3 on this machine: the median call over 3 s (a short
+    burst runs faster than a sustained load on this VM)."""
+    code = (
+        "import time, torch\n"
+        "a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)\n"
+        "torch.mm(a, b)\nrates = []\nend = time.perf_counter() + 3.0\n"
+        "while time.perf_counter() < end:\n"
+        "    t = time.perf_counter(); torch.mm(a, b); rates.append(2 * 4096**3 / (time.perf_counter() - t))\n"
+        "print(sorted(rates)[len(rates) // 2] / 1e9)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def drive(args):
+    os.makedirs(RESULTS, exist_ok=True)
+    env_base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    for r in range(args.rounds):
+        peak = matmul_peak()
+        with open(os.path.join(RESULTS, f"matmul__r{r}.json"), "w") as f:
+            json.dump(dict(gflops=peak), f)
+        print(f"== round {r}: matmul peak {peak:.0f} GFLOP/s", flush=True)
+        for config in args.configs:
+            for masks in args.masks:
+                for impl in ["official"] + [f"ours-{b}" for b in args.backends]:
+                    out = os.path.join(RESULTS, f"{config}__{masks}__{impl}__r{r}.json")
+                    start = time.time()
+                    if impl == "official":
+                        result = run_official(config, masks, args.warmup, args.steps, out + ".raw")
+                        if result is None:
+                            continue
+                    else:
+                        env = dict(env_base, KERAS_BACKEND=impl.split("-", 1)[1])
+                        if masks == "official" and not os.path.exists(_masks_file(config)):
+                            print(f"   {config}: no official masks to replay (run the official cell)")
+                            continue
+                        cmd = [
+                            sys.executable, "-m", "benchmarks.compare_official", "--worker",
+                            f"--configs={config}", f"--masks={masks}", f"--warmup={args.warmup}",
+                            f"--steps={args.steps}", f"--out={out}",
+                        ]
+                        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+                        if proc.returncode:
+                            print(proc.stderr[-3000:], file=sys.stderr)
+                            continue
+                        result = json.load(open(out))
+                    result.update(round=r, matmul_gflops=peak)
+                    tmp = out + ".tmp"
+                    with open(tmp, "w") as f:
+                        json.dump(result, f, indent=1)
+                    os.replace(tmp, out)
+                    print(
+                        f"   {config} {masks:9s} {impl:17s} {result['step_ms']:7.0f} ms "
+                        f"{result['images_per_s']:6.2f} img/s  ctx {result['context_tokens']:.1f} "
+                        f"tgt {result['target_tokens']:.1f}  ({time.time() - start:.0f} s)",
+                        flush=True,
+                    )
+    write_report()
+
+
+def write_report():
+    rows = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "*__r*.json")))]
+    rows = [r for r in rows if "impl" in r]
+    if not rows:
+        return
+    official = {(r["config"], r["round"]): r for r in rows if r["impl"] == "official"}
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["config"], r["masks"], r["impl"]), []).append(r)
+    order = {c: i for i, c in enumerate(CONFIGS)}
+    impl_order = {"official": 0, "ours-torch": 1, "ours-jax": 2, "ours-tensorflow": 3}
+    lines = [
+        "| configuration | masks | implementation | ms / step | img/s | vs official | "
+        "model GFLOP / step | MFU | real tokens ctx / tgt (slots) | first step s | peak RSS GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    mask_order = {"official": 0, "reference": 1, "default": 2}
+    for key in sorted(cells, key=lambda k: (order[k[0]], mask_order[k[1]], impl_order[k[2]])):
+        runs = cells[key]
+        step = statistics.median(r["step_ms"] for r in runs)
+        ratios = [
+            official[(r["config"], r["round"])]["step_ms"] / r["step_ms"]
+            for r in runs if (r["config"], r["round"]) in official
+        ]
+        mfu = statistics.median(r["model_flops"] / (r["step_ms"] / 1e3) / (r["matmul_gflops"] * 1e9) for r in runs)
+        slots = f" ({runs[0]['context_slots']} / {runs[0]['target_slots']})" if "context_slots" in runs[0] else ""
+        first = runs[0].get("first_step_s")
+        lines.append(
+            f"| {LABELS[key[0]]} | {key[1]} | {key[2]} | {step:.0f} | "
+            f"{CONFIGS[key[0]]['batch'] / step * 1e3:.2f} | "
+            f"{'%.2fx' % statistics.median(ratios) if ratios else '-'} | "
+            f"{statistics.mean(r['model_flops'] for r in runs) / 1e9:.0f} | {100 * mfu:.0f}% | "
+            f"{statistics.mean(r['context_tokens'] for r in runs):.1f} / "
+            f"{statistics.mean(r['target_tokens'] for r in runs):.1f}{slots} | "
+            f"{'%.1f' % first if first is not None else '-'} | "
+            f"{max(r['peak_rss_mib'] for r in runs) / 1024:.2f} |"
+        )
+    peaks = sorted({r["matmul_gflops"] for r in rows})
+    rounds = len({r["round"] for r in rows})
+    noisy = sum(r.get("noisy_steps", 0) for r in rows)
+    header = [
+        f"Machine: {platform.node() or 'cpu'}, {os.cpu_count()} cores; fp32; {rounds} round(s), "
+        f"median over rounds; fp32 matmul peak (torch.mm 4096^3) {peaks[0]:.0f}-{peaks[-1]:.0f} "
+        f"GFLOP/s; {noisy} timed steps saw other load above {OTHER_LOAD_LIMIT:.0%} "
+        "(re-run by the official harness, dropped on ours).",
+        "",
+    ]
+    text = "\n".join(header + lines) + "\n"
+    path = os.path.join(HERE, "results", "compare_official.md")
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    print(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default="tiny224,small224,tiny64")
+    parser.add_argument(
+        "--masks",
+        default="official,reference,default",
+        help="official: ours replays the official run's masks (equal work); reference: "
+        "MultiBlockMasker(reference=True); default: the library's default masks",
+    )
+    parser.add_argument("--backends", default="torch,jax,tensorflow")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--report", action="store_true", help="only rebuild the table")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.configs = args.configs.split(",")
+    args.masks = args.masks.split(",")
+    args.backends = args.backends.split(",")
+    for name in args.configs:
+        if name not in CONFIGS:
+            parser.error(f"unknown configuration {name!r}; choose from {sorted(CONFIGS)}")
+    if args.worker:
+        result = run_ours(
+            args.configs[0], args.masks[0], args.warmup, args.steps, replay=_masks_file(args.configs[0])
+        )
+        with open(args.out + ".tmp", "w") as f:
+            json.dump(result, f)
+        os.replace(args.out + ".tmp", args.out)
+    elif args.report:
+        write_report()
+    else:
+        drive(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Dropping padding slots where shapes may change from step to step."""
+
+import keras
+from keras import ops
+
+
+def shapes_may_vary():
+    """True where tensors are concrete and ops run one by one (the torch backend
+    outside `torch.compile`): there a step may take the shapes of its own masks, at
+    the cost of one host read per step. Compiled programs (JAX jit, tf.function, XLA,
+    torch.compile) keep static shapes, so they compile once."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return not torch.compiler.is_compiling()
+
+
+def trim_padding(masks):
+    """Cuts the padding slots that no image of the batch uses.
+
+    The maskers put every real token before the padding (`MultiBlockMasker`: sorted
+    indices, then padding), so slicing each slot axis to the batch's longest mask keeps
+    every real token and drops only work on padding. Shapes then follow the masks,
+    so this is applied only where `shapes_may_vary()`; elsewhere `masks` come back as
+    they are.
+
+    Args:
+        masks: dict with `context_indices`, `context_mask` `(B, Kc)` and
+            `target_indices`, `target_mask` `(B, M, Kt)`.
+
+    Returns:
+        The same dict with `Kc`, `Kt` cut to the longest real mask of the batch.
+    """
+    if not shapes_may_vary():
+        return masks
+    context = ops.sum(ops.cast(masks["context_mask"], "int32"), axis=-1)
+    targets = ops.sum(ops.cast(masks["target_mask"], "int32"), axis=-1)
+    # One host read for both lengths.
+    kc, kt = (int(v) for v in ops.convert_to_numpy(ops.stack([ops.max(context), ops.max(targets)])))
+    return {
+        "context_indices": masks["context_indices"][:, :kc],
+        "context_mask": masks["context_mask"][:, :kc],
+        "target_indices": masks["target_indices"][:, :, :kt],
+        "target_mask": masks["target_mask"][:, :, :kt],
+    }
