@@ -11,6 +11,7 @@ from keras_flexpredict.data.augmentations import normalize_image
 from keras_flexpredict.data.augmentations import random_resized_crop
 from keras_flexpredict.data.augmentations import sample_crop_parameters
 from keras_flexpredict.data.augmentations import stop_train_transform
+from keras_flexpredict.data.augmentations import vissl_train_transform
 from keras_flexpredict.data.image_folder import IMAGE_EXTENSIONS
 from keras_flexpredict.data.image_folder import image_folder_dataset
 from keras_flexpredict.data.image_folder import list_image_folder

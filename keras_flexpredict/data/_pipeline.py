@@ -15,8 +15,9 @@ from keras_flexpredict.data.augmentations import add_element_seeds
 from keras_flexpredict.data.augmentations import eval_transform
 from keras_flexpredict.data.augmentations import ijepa_train_transform
 from keras_flexpredict.data.augmentations import stop_train_transform
+from keras_flexpredict.data.augmentations import vissl_train_transform
 
-TRANSFORMS = ("stop", "ijepa", "eval")
+TRANSFORMS = ("stop", "ijepa", "eval", "lowshot_eval", "vissl_train", "vissl_eval")
 
 
 def resolve_transform(transform, image_size, training):
@@ -31,6 +32,13 @@ def resolve_transform(transform, image_size, training):
         return ijepa_train_transform(image_size), True
     if transform == "eval":
         return eval_transform(image_size), False
+    if transform == "lowshot_eval":
+        # StoP's logistic_eval.py: Resize(224) + CenterCrop(224), bilinear.
+        return eval_transform(image_size, crop_fraction=1.0), False
+    if transform == "vissl_train":
+        return vissl_train_transform(image_size), True
+    if transform == "vissl_eval":
+        return eval_transform(image_size, interpolation="bicubic"), False
     raise ValueError(f"`transform` must be one of {TRANSFORMS}, a callable or None. Received: transform={transform}")
 
 

@@ -121,7 +121,19 @@ def sample_crop_parameters(image_shape, seed, scale=(0.3, 1.0), ratio=(3.0 / 4.0
     return tuple(tf.cast(v, tf.int32) for v in (offset_y, offset_x, crop_h, crop_w))
 
 
-def random_resized_crop(image, image_size, seed, scale=(0.3, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), antialias=True):
+_INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def _check_interpolation(interpolation):
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(
+            f"`interpolation` must be one of {_INTERPOLATIONS}. Received: interpolation={interpolation!r}"
+        )
+
+
+def random_resized_crop(
+    image, image_size, seed, scale=(0.3, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), antialias=True, interpolation="bilinear"
+):
     """Crops a random window (see `sample_crop_parameters`) and resizes it.
 
     Args:
@@ -130,8 +142,10 @@ def random_resized_crop(image, image_size, seed, scale=(0.3, 1.0), ratio=(3.0 / 
         seed: shape-`(2,)` int tensor.
         scale: pair of floats. Area range. Defaults to `(0.3, 1.0)`.
         ratio: pair of floats. Aspect-ratio range. Defaults to `(3/4, 4/3)`.
-        antialias: bool. Antialiased bilinear resize (as PIL, which the
-            reference codes use). Defaults to `True`.
+        antialias: bool. Antialiased resize (as PIL, which the reference codes
+            use). Defaults to `True`.
+        interpolation: `"bilinear"` (torchvision's default, I-JEPA / StoP) or
+            `"bicubic"` (VISSL's linear evaluation). Defaults to `"bilinear"`.
 
     Returns:
         float32 `(height, width, C)` tensor, values in the input's range.
@@ -142,9 +156,10 @@ def random_resized_crop(image, image_size, seed, scale=(0.3, 1.0), ratio=(3.0 / 
     [32, 32, 3]
     """
     size = _image_size_pair(image_size)
+    _check_interpolation(interpolation)
     y, x, h, w = sample_crop_parameters(tf.shape(image)[:2], seed, scale, ratio)
-    crop = image[y : y + h, x : x + w]
-    out = tf.image.resize(crop, size, method="bilinear", antialias=antialias)
+    crop = tf.cast(image[y : y + h, x : x + w], tf.float32)
+    out = tf.image.resize(crop, size, method=interpolation, antialias=antialias)
     return tf.ensure_shape(out, size + (image.shape[-1],))
 
 
@@ -201,8 +216,10 @@ def _make_train_transform(
     mean,
     std,
     antialias,
+    interpolation="bilinear",
 ):
     size = _image_size_pair(image_size)
+    _check_interpolation(interpolation)
     _check_range("crop_scale", crop_scale, 0.0, 1.0)
     _check_range("crop_ratio", crop_ratio, 1e-6)
     _check_probability("blur_probability", blur_probability)
@@ -217,7 +234,7 @@ def _make_train_transform(
 
     def transform(image, seed):
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
-        image = random_resized_crop(image, size, seeds[0], crop_scale, crop_ratio, antialias)
+        image = random_resized_crop(image, size, seeds[0], crop_scale, crop_ratio, antialias, interpolation)
         if flip:
             image = tf.image.stateless_random_flip_left_right(image, seeds[1])
         if grayscale_probability > 0:
@@ -349,7 +366,63 @@ def ijepa_train_transform(
     )
 
 
-def eval_transform(image_size=224, crop_fraction=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD, antialias=True):
+def vissl_train_transform(
+    image_size=224,
+    crop_scale=(0.08, 1.0),
+    crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
+    interpolation="bicubic",
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    antialias=True,
+):
+    """Training augmentation of VISSL's linear evaluation, as `transform(image, seed)`.
+
+    `RandomResizedCrop(224, interpolation=3)` (torchvision's default area scale
+    0.08-1 and ratio 3/4-4/3, bicubic) then `RandomHorizontalFlip` and ImageNet
+    normalisation: the train transforms of VISSL's `vit_{b,l,h}16_no_cls` linear
+    benchmark configs, which StoP's `bash/in1k_eval_vissl.sh` runs for its 100%
+    probe. Its test-time counterpart is `eval_transform(224, interpolation="bicubic")`
+    (`"vissl_eval"`).
+
+    Args:
+        image_size: int or `(height, width)`. Output size. Defaults to `224`.
+        crop_scale: pair of floats. Crop area range. Defaults to `(0.08, 1.0)`.
+        crop_ratio: pair of floats. Aspect-ratio range. Defaults to `(3/4, 4/3)`.
+        interpolation: `"bicubic"` or `"bilinear"`. Defaults to `"bicubic"`.
+        mean: 3 floats. Normalisation mean. Defaults to ImageNet's.
+        std: 3 floats. Normalisation standard deviation. Defaults to ImageNet's.
+        antialias: bool. Antialiased resize. Defaults to `True`.
+
+    Returns:
+        A function `(image, seed) -> float32 (height, width, 3)`.
+
+    Example:
+    >>> transform = vissl_train_transform(32)
+    >>> transform(tf.zeros([40, 48, 3], tf.uint8), tf.constant([0, 3])).shape.as_list()
+    [32, 32, 3]
+
+    References:
+        - [Goyal et al., VISSL, 2021](https://github.com/facebookresearch/vissl)
+    """
+    return _make_train_transform(
+        image_size,
+        crop_scale,
+        crop_ratio,
+        flip=True,
+        blur_probability=0.0,
+        blur_sigma=(0.0, 0.0),
+        blur_reference_size=None,
+        grayscale_probability=0.0,
+        mean=mean,
+        std=std,
+        antialias=antialias,
+        interpolation=interpolation,
+    )
+
+
+def eval_transform(
+    image_size=224, crop_fraction=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD, antialias=True, interpolation="bilinear"
+):
     """Evaluation transform: resize the shorter side, centre crop, normalise.
 
     The shorter side is resized to `round(image_size / crop_fraction)` (256 for
@@ -357,12 +430,19 @@ def eval_transform(image_size=224, crop_fraction=0.875, mean=IMAGENET_MEAN, std=
     window is cut out. With `crop_fraction=1.0` an image already of
     `image_size` passes through unchanged (apart from normalisation).
 
+    Named variants (the `transform=` strings of the data pipelines):
+    `"eval"` is the default here (256 / 224, bilinear); `"lowshot_eval"` is
+    `crop_fraction=1.0` (shorter side to 224, centre crop 224, bilinear: StoP's
+    official 1% logistic-regression protocol); `"vissl_eval"` is 256 / 224
+    bicubic (VISSL's linear evaluation).
+
     Args:
         image_size: int or `(height, width)`. Output size. Defaults to `224`.
         crop_fraction: float in (0, 1]. Defaults to `0.875`.
         mean: 3 floats. Normalisation mean. Defaults to ImageNet's.
         std: 3 floats. Normalisation standard deviation. Defaults to ImageNet's.
         antialias: bool. Antialiased resize. Defaults to `True`.
+        interpolation: `"bilinear"` or `"bicubic"`. Defaults to `"bilinear"`.
 
     Returns:
         A function `(image, seed=None) -> float32 (height, width, 3)`; the seed
@@ -376,6 +456,7 @@ def eval_transform(image_size=224, crop_fraction=0.875, mean=IMAGENET_MEAN, std=
     size = _image_size_pair(image_size)
     if not 0.0 < crop_fraction <= 1.0:
         raise ValueError(f"`crop_fraction` must be in (0, 1]. Received: crop_fraction={crop_fraction}")
+    _check_interpolation(interpolation)
     resize_to = [int(round(s / crop_fraction)) for s in size]
 
     def transform(image, seed=None):
@@ -390,7 +471,7 @@ def eval_transform(image_size=224, crop_fraction=0.875, mean=IMAGENET_MEAN, std=
         image = tf.cond(
             same,
             lambda: image,
-            lambda: tf.image.resize(image, new_shape, method="bilinear", antialias=antialias),
+            lambda: tf.image.resize(image, new_shape, method=interpolation, antialias=antialias),
         )
         top = (new_shape[0] - size[0]) // 2
         left = (new_shape[1] - size[1]) // 2

@@ -113,9 +113,10 @@ def image_folder_dataset(
         shard_index: int. Index of this process (e.g.
             `jax.process_index()`). Defaults to `0`.
         num_shards: int. Number of processes. Defaults to `1`.
-        transform: `"stop"`, `"ijepa"`, `"eval"`, a callable
-            `fn(image_uint8, seed) -> image`, or None: `"stop"` when
-            `training`, else `"eval"`. Defaults to `None`.
+        transform: `"stop"`, `"ijepa"`, `"eval"`, `"lowshot_eval"`,
+            `"vissl_train"`, `"vissl_eval"` (see `eval_transform` and
+            `vissl_train_transform`), a callable `fn(image_uint8, seed) -> image`,
+            or None: `"stop"` when `training`, else `"eval"`. Defaults to `None`.
         subset_file: str or None. A subset list (`read_subset_file`), e.g.
             ImageNet's 1% split: only the images it names are used.
             Defaults to `None`.

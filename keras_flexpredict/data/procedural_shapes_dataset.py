@@ -87,8 +87,9 @@ def procedural_shapes_dataset(
         batch_size: int or None (unbatched). Defaults to `None`.
         training: bool. Shuffle each epoch and drop the last partial batch.
             Defaults to `False`.
-        transform: None (normalise only), `"stop"`, `"ijepa"`, `"eval"` or a
-            callable `fn(image_uint8, seed)`. Defaults to `None`.
+        transform: None (normalise only), `"stop"`, `"ijepa"`, `"eval"`,
+            `"lowshot_eval"`, `"vissl_train"`, `"vissl_eval"` or a callable
+            `fn(image_uint8, seed)`. Defaults to `None`.
         output_size: int or None. Output size of a transform; None means
             `image_size`. Defaults to `None`.
         max_count: int. See `make_procedural_shapes`. Defaults to `4`.

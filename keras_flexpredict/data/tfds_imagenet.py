@@ -90,8 +90,9 @@ def tfds_imagenet_dataset(
         seed: int. Seeds file order, shuffling and augmentation. Defaults to `0`.
         shard_index: int. Index of this process. Defaults to `0`.
         num_shards: int. Number of processes. Defaults to `1`.
-        transform: `"stop"`, `"ijepa"`, `"eval"`, a callable or None (`"stop"`
-            when training, else `"eval"`). Defaults to `None`.
+        transform: `"stop"`, `"ijepa"`, `"eval"`, `"lowshot_eval"`,
+            `"vissl_train"`, `"vissl_eval"`, a callable or None (`"stop"` when
+            training, else `"eval"`). Defaults to `None`.
         subset_file: str or None. Keep only the images a subset list names
             (e.g. ImageNet's 1% split), matched on TFDS's `file_name`.
             Defaults to `None`.

@@ -9,6 +9,33 @@ from keras_flexpredict.evaluation import _checks
 _POOLINGS = ("mean", "max")
 
 
+def _encode_and_pool(encoder, images, pooling, last_n_layers):
+    """Frozen forward pass (`training=False`) + token pooling of the last n layers,
+    concatenated earliest first, as float32 `(batch, n * dim)` (private)."""
+    if last_n_layers == 1:
+        outputs = [encoder(images, training=False)]
+    else:
+        outputs = encoder(images, last_n_layers=last_n_layers, training=False)
+        if not isinstance(outputs, (list, tuple)) or len(outputs) != last_n_layers:
+            raise ValueError(
+                f"With `last_n_layers={last_n_layers}` the encoder must return a "
+                f"list of {last_n_layers} tensors of shape (batch, tokens, dim). "
+                f"Received: {type(outputs).__name__} of length "
+                f"{len(outputs) if isinstance(outputs, (list, tuple)) else 'n/a'}"
+            )
+    for tokens in outputs:
+        if len(tokens.shape) != 3:
+            raise ValueError(
+                "The encoder must return tokens of shape (batch, tokens, dim). "
+                f"Received: shape={tuple(tokens.shape)}"
+            )
+    pooled = []
+    for tokens in outputs:
+        tokens = ops.cast(tokens, "float32")
+        pooled.append(ops.mean(tokens, axis=1) if pooling == "mean" else ops.max(tokens, axis=1))
+    return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
+
+
 class _PooledEncoder(keras.Model):
     """Frozen encoder + token pooling, run through `predict_on_batch` (private).
 
@@ -22,32 +49,8 @@ class _PooledEncoder(keras.Model):
         self.pooling = pooling
         self.last_n_layers = last_n_layers
 
-    def _pool(self, tokens):
-        tokens = ops.cast(tokens, "float32")
-        if self.pooling == "mean":
-            return ops.mean(tokens, axis=1)
-        return ops.max(tokens, axis=1)
-
     def call(self, images):
-        if self.last_n_layers == 1:
-            outputs = [self.encoder(images, training=False)]
-        else:
-            outputs = self.encoder(images, last_n_layers=self.last_n_layers, training=False)
-            if not isinstance(outputs, (list, tuple)) or len(outputs) != self.last_n_layers:
-                raise ValueError(
-                    f"With `last_n_layers={self.last_n_layers}` the encoder must return a "
-                    f"list of {self.last_n_layers} tensors of shape (batch, tokens, dim). "
-                    f"Received: {type(outputs).__name__} of length "
-                    f"{len(outputs) if isinstance(outputs, (list, tuple)) else 'n/a'}"
-                )
-        for tokens in outputs:
-            if len(tokens.shape) != 3:
-                raise ValueError(
-                    "The encoder must return tokens of shape (batch, tokens, dim). "
-                    f"Received: shape={tuple(tokens.shape)}"
-                )
-        pooled = [self._pool(tokens) for tokens in outputs]
-        return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
+        return _encode_and_pool(self.encoder, images, self.pooling, self.last_n_layers)
 
 
 def _batches(dataset):

@@ -12,6 +12,8 @@ from keras_flexpredict.data import ijepa_train_transform
 from keras_flexpredict.data import normalize_image
 from keras_flexpredict.data import sample_crop_parameters
 from keras_flexpredict.data import stop_train_transform
+from keras_flexpredict.data import vissl_train_transform
+from keras_flexpredict.data._pipeline import resolve_transform
 from keras_flexpredict.testing import TestCase
 
 MEAN, STD = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
@@ -207,6 +209,45 @@ class EvalTransformTest(TestCase):
     def test_eval_transform__invalid_crop_fraction_raises(self):
         with self.assertRaisesRegex(ValueError, "crop_fraction"):
             eval_transform(32, crop_fraction=0.0)
+        with self.assertRaisesRegex(ValueError, "interpolation='nearest'"):
+            eval_transform(32, interpolation="nearest")
+
+    def test_lowshot_eval__shorter_side_to_size_then_centre_crop(self):
+        # StoP's logistic_eval.py: Resize(224) + CenterCrop(224), bilinear.
+        image = _test_image(40, 80)
+        transform, needs_seed = resolve_transform("lowshot_eval", 32, training=False)
+        self.assertFalse(needs_seed)
+        resized = tf.image.resize(image.astype(np.float32), (32, 64), antialias=True).numpy()
+        expected = normalize_image(np.clip(resized[:, 16:48], 0, 255)).numpy()
+        self.assertAllClose(transform(tf.constant(image)), expected, atol=1e-4)
+
+    def test_vissl_eval__bicubic_256_over_224(self):
+        image = _test_image(40, 80)
+        transform, _ = resolve_transform("vissl_eval", 32, training=False)
+        resized = tf.image.resize(image.astype(np.float32), (37, 74), method="bicubic", antialias=True).numpy()
+        expected = normalize_image(np.clip(resized[2:34, 21:53], 0, 255)).numpy()
+        self.assertAllClose(transform(tf.constant(image)), expected, atol=1e-4)
+
+
+class VisslTrainTransformTest(TestCase):
+    def test_vissl_train__random_crop_and_flip_deterministic_by_seed(self):
+        image = tf.constant(_test_image(40, 48))
+        transform, needs_seed = resolve_transform("vissl_train", 24, training=True)
+        self.assertTrue(needs_seed)
+        a = transform(image, tf.constant([1, 2]))
+        self.assertEqual(a.shape.as_list(), [24, 24, 3])
+        self.assertAllEqual(a, transform(image, tf.constant([1, 2])))
+        self.assertFalse(np.array_equal(a.numpy(), transform(image, tf.constant([1, 3])).numpy()))
+        # Full-area crops of a square image: the output is the image or its mirror.
+        square = _test_image(16, 16)
+        full = vissl_train_transform(16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
+        out = _apply_many(full, square, 40)
+        plain = normalize_image(square).numpy()
+        flipped = plain[:, ::-1]
+        is_plain = np.all(np.isclose(out, plain, atol=1e-4), axis=(1, 2, 3))
+        is_flipped = np.all(np.isclose(out, flipped, atol=1e-4), axis=(1, 2, 3))
+        self.assertTrue(np.all(is_plain | is_flipped))
+        self.assertTrue(5 < is_flipped.sum() < 35)
 
 
 class ElementSeedTest(TestCase):

@@ -57,7 +57,7 @@ class ProbeCLITest(TestCase):
         fv = parse_flags([
             f"--encoder={self.encoder_path}", f"--data=folder:{self.folder}", "--protocol=all",
             f"--output={output}", "--batch_size=8", "--linear_epochs=3", "--linear_batch_size=8",
-            "--knn_k=3", "--l2_strengths=1e-3,1e-1", "--verbose=0",
+            "--knn_k=3", "--logreg_protocol=search", "--l2_strengths=1e-3,1e-1", "--verbose=0",
         ])
         report = cli.evaluate(fv)
         with open(output) as f:
@@ -70,6 +70,7 @@ class ProbeCLITest(TestCase):
         self.assertEqual(written["top1"]["knn"], 1.0)
         self.assertEqual(written["top1"]["logreg"], 1.0)
         self.assertIn(written["results"]["logreg"]["l2_strength"], (1e-3, 1e-1))
+        self.assertEqual(written["transforms"], {"linear": "eval", "logreg": "eval", "knn": "eval"})
         for result in written["results"].values():
             self.assertTrue(0.0 <= result["top1"] <= 1.0)
 
@@ -93,6 +94,25 @@ class ProbeCLITest(TestCase):
         self.assertEqual(sorted(report["results"]), ["knn", "logreg"])
         self.assertEqual(report["image_size"], [24, 16])
         self.assertEqual(report["feature_dim"], 4)
+
+    def test_official_logreg_and_augmented_linear__own_transforms_and_settings(self):
+        fv = parse_flags([
+            f"--encoder={self.encoder_path}", f"--data=folder:{self.folder}", "--protocol=logreg,linear,knn",
+            "--linear_protocol=augmented", "--linear_epochs=2", "--linear_batch_size=8", "--knn_k=3",
+            "--batch_size=8", "--verbose=0",
+        ])
+        report = cli.evaluate(fv)
+        self.assertEqual(
+            report["transforms"],
+            {"logreg": "lowshot_eval", "linear": "vissl_train+vissl_eval", "knn": "eval"},
+        )
+        logreg, linear = report["results"]["logreg"], report["results"]["linear"]
+        self.assertEqual((logreg["variant"], logreg["fit_intercept"]), ("official", False))
+        self.assertAlmostEqual(logreg["l2_strength"], 0.0025 / 20)
+        self.assertEqual(report["top1"]["logreg"], 1.0)
+        self.assertEqual((linear["variant"], linear["epochs"], linear["batch_size"]), ("augmented", 2, 8))
+        self.assertAlmostEqual(linear["lr"], 0.01 * 8 / 256)  # VISSL's linear scaling
+        self.assertEqual(linear["num_classes"], 2)
 
     def test_procedural_data__runs(self):
         fv = parse_flags([
@@ -132,5 +152,11 @@ class ProbeCLITest(TestCase):
             cli.evaluate(parse_flags(base + ["--pooling=cls"]))
         with self.assertRaisesRegex(ValueError, "l2_strengths="):
             cli.evaluate(parse_flags(base + ["--l2_strengths=strong"]))
+        with self.assertRaisesRegex(ValueError, "logreg_protocol=official fits one"):
+            cli.evaluate(parse_flags(base + ["--l2_strengths=1e-3,1e-2"]))
+        with self.assertRaisesRegex(ValueError, "logreg_protocol='cyanure'"):
+            cli.evaluate(parse_flags(base + ["--logreg_protocol=cyanure"]))
+        with self.assertRaisesRegex(ValueError, "linear_protocol='vissl'"):
+            cli.evaluate(parse_flags(base + ["--linear_protocol=vissl"]))
         with self.assertRaisesRegex(ValueError, "knn_k=50"):
             cli.evaluate(parse_flags(base + ["--protocol=knn", "--num_train=10", "--num_test=4", "--knn_k=50"]))
