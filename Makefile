@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test demo benchmark clean
+.PHONY: venv test demo benchmark compare clean
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ demo: venv
 
 benchmark: venv
 	$(PY) -m benchmarks.run_all
+
+# Our step beside the official StoP step (needs its clone in ../.mirror, see benchmarks/compare_official.py).
+compare: venv
+	$(PY) -m benchmarks.compare_official
+	$(PY) -m benchmarks.run_all --report
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

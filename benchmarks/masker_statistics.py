@@ -69,7 +69,10 @@ def ours(grid, num_batches, batch_size, seed, **kwargs):
     context = masks["context_mask"].sum(-1)
     before = full["context_mask"].sum(-1)
     target = masks["target_mask"].sum(-1)
+    row_of = masks["context_indices"] // grid[1]
+    rows = [float(((row_of == r) & masks["context_mask"]).sum(-1).mean()) for r in range(grid[0])]
     return {
+        "rows": rows,
         "Kc": masker.num_context_tokens,
         "Kt": masker.num_target_tokens,
         "target": _stats(target),
@@ -95,8 +98,10 @@ def reference(grid, patch, num_batches, batch_size, seed):
         seed=seed,
     )
     context, before, target = [], [], []
+    rows = np.zeros(grid[0])
     for _ in range(num_batches):
         enc, pred, full = collator.sample(batch_size)
+        rows += np.bincount((enc[0] // grid[1]).ravel(), minlength=grid[0]) / (batch_size * num_batches)
         context.append(np.full((batch_size,), enc.shape[-1]))
         before.append(full)
         target.append(np.full((pred.shape[0] * batch_size,), pred.shape[-1]))
@@ -112,6 +117,7 @@ def reference(grid, patch, num_batches, batch_size, seed):
         "pad_target": "0.0%",
         "dropped": f"{1 - context.sum() / before.sum():.1%}",
         "relaxations": collator.relaxations,
+        "rows": rows.tolist(),
     }
 
 
@@ -138,6 +144,8 @@ def main(argv=None):
         rows.append((label, "MultiBlockMasker (default)", ours(grid, n, b, s)))
         clipped = ours(grid, n, b, s, reference_clip=True)
         rows.append((label, "MultiBlockMasker (reference_clip=True)", clipped))
+        exact = ours(grid, n, b, s, reference=True, reference_group_size=b)
+        rows.append((label, f"MultiBlockMasker (reference=True, groups of {b})", exact))
         rows.append((label, f"I-JEPA reference, batch {b}", reference(grid, patch, n, b, s)))
 
     header = (
@@ -158,6 +166,12 @@ def main(argv=None):
         "truncation of every mask to the batch's shortest (reference).",
         "Target block sizes seen: "
         + "; ".join(f"{g} {name}: {r['target_sizes']}" for g, name, r in rows),
+        "Real context tokens per grid row (row 0 first): "
+        + "; ".join(
+            f"{g} {name}: " + " ".join(f"{v:.1f}" for v in r["rows"])
+            for g, name, r in rows
+            if "reference" in name
+        ),
         "Reference context masks that had to overlap a target block (after 20 failed tries): "
         + ", ".join(f"{g}: {r['relaxations']}" for g, name, r in rows if "relaxations" in r),
         "",

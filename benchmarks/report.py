@@ -71,6 +71,8 @@ def write_benchmarks_md():
         gpu_ratios=_ratios(gpu) if gpu else "_not measured yet_",
         gpu_info=_read("gpu_h100_info.txt"),
         masker=_read("masker_statistics.md"),
+        compare=_read("compare_official.md"),
+        compare_reading=_read("compare_official_reading.md"),
         data=_read("data_pipeline.md"),
         python=platform.python_version(),
     )
@@ -121,6 +123,21 @@ torch backend's eager step (13 ms vs 158 ms at ViT-S); the in-step EMA costs JAX
 before the EMA moved to torch's multi-tensor kernels (`torch._foreach_*`), which replace
 ~150 per-weight eager updates by a few fused launches; it has not been re-measured on a
 GPU since.
+
+## CPU: ours beside the official StoP step
+
+`python -m benchmarks.compare_official` (`make compare`): the official StoP `train_step`
+(activation checkpointing off) run from its own clone by `../shared/peers`, and ours
+through `model.fit` on each backend, one process per cell, in the same run. Masks
+`official`: ours replays the exact masks of the official run (same work on the same real
+tokens; the compiled backends pad them to static slots). `reference`:
+`MultiBlockMasker(reference=True)` truncated per batch, as the official code at this
+batch. `default`: the library's flaw-free masks. MFU = model FLOPs on real tokens / step
+time / the fp32 matmul peak measured in the same round.
+
+{compare}
+
+{compare_reading}
 
 ## CPU: 2 cores (the development machine)
 
