@@ -73,6 +73,18 @@ class RecipeConfigTest(TestCase):
         self.assertIsNone(args["constant_after_step"])
         self.assertEqual((args["start_lr"], args["peak_lr"], args["final_lr"]), (2e-4, 8e-4, 1e-4))
 
+    def test_optimizer_arguments__gradient_accumulation_counts_real_updates(self):
+        # Batch 1024 accumulated in pairs: 1250 batches an epoch, 625 real updates.
+        huge = self.validated(
+            "stop_vit_huge_patch14_224_imagenet",
+            ["data.batch_size=1024", "optimizer.gradient_accumulation_steps=2"],
+        )
+        args = rc.optimizer_arguments(huge["optimizer"], 300, 2 * IMAGENET_STEPS)
+        self.assertEqual((args["total_steps"], args["warmup_steps"]), (300 * 625, 40 * 625))
+        self.assertEqual(args["constant_after_step"], 250 * 625)
+        optimizer = rc.make_optimizer(huge["optimizer"], 300, 2 * IMAGENET_STEPS)
+        self.assertEqual(optimizer.gradient_accumulation_steps, 2)
+
     def test_optimizer__vit_huge_is_constant_after_epoch_250(self):
         huge = self.validated("stop_vit_huge_patch14_224_imagenet")
         args = rc.optimizer_arguments(huge["optimizer"], 300, IMAGENET_STEPS)
@@ -152,6 +164,7 @@ class RecipeConfigTest(TestCase):
             "model.loss=\"l1\"": "model.loss='l1'",
             "train.dtype_policy=float8": "train.dtype_policy='float8'",
             "train.verbose=3": "train.verbose=3",
+            "optimizer.gradient_accumulation_steps=1": "optimizer.gradient_accumulation_steps=1",
         }
         for override, message in cases.items():
             with self.assertRaises(ValueError, msg=override) as ctx:
