@@ -55,15 +55,23 @@ class RecipeConfigTest(TestCase):
                 self.assertEqual((opt["start_weight_decay"], opt["end_weight_decay"]), (0.04, 0.4), name)
                 self.assertEqual((config["ema"]["start_momentum"], config["ema"]["end_momentum"]), (0.996, 1.0))
 
-    def test_paper_recipes__baseline_differs_from_stop_only_in_the_predictor(self):
+    def test_paper_recipes__baseline_differs_from_stop_in_predictor_and_augmentation(self):
         for encoder in PAPER:
             stop = self.validated(f"stop_{encoder}_imagenet")
             ijepa = self.validated(f"ijepa_{encoder}_imagenet")
             for section in ("optimizer", "ema", "train"):
                 same = {k: v for k, v in stop[section].items() if k != "output_dir"}
                 self.assertEqual(same, {k: v for k, v in ijepa[section].items() if k != "output_dir"}, section)
-            self.assertEqual({**stop["data"], "root": None}, {**ijepa["data"], "root": None})
+            # Each method with its own augmentation: the quoted I-JEPA numbers come
+            # from I-JEPA's (crop only); StoP's adds flip, grayscale and blur.
+            self.assertEqual((stop["data"]["transform"], ijepa["data"]["transform"]), ("stop", "ijepa"))
+            self.assertEqual(
+                {**stop["data"], "root": None, "transform": None}, {**ijepa["data"], "root": None, "transform": None}
+            )
             self.assertEqual(stop["model"]["encoder"], ijepa["model"]["encoder"])
+            # The controlled comparison is one override away.
+            controlled = self.validated(f"ijepa_{encoder}_imagenet", ["data.transform=stop"])
+            self.assertEqual({**stop["data"], "root": None}, {**controlled["data"], "root": None})
 
     def test_optimizer_arguments__epochs_become_steps(self):
         base = self.validated("stop_vit_base_patch16_224_imagenet")
