@@ -23,13 +23,14 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill after epoch 1")
 
 
-def make_model(initial_weights):
+def make_model(initial_weights, accumulation=None, steps=STEPS):
     model = tiny_flexpredict()
     model.set_weights(initial_weights)
-    total = EPOCHS * STEPS
+    total = EPOCHS * steps // (accumulation or 1)
     model.compile(
         optimizer=kfp.optimizers.make_jepa_optimizer(
-            total_steps=total, warmup_steps=1, start_lr=1e-3, peak_lr=3e-3, final_lr=1e-4
+            total_steps=total, warmup_steps=1, start_lr=1e-3, peak_lr=3e-3, final_lr=1e-4,
+            gradient_accumulation_steps=accumulation,
         )
     )
     return model
@@ -67,4 +68,32 @@ class ResumeTest(TestCase):
         self.assertEqual(int(to_numpy(resumed.optimizer.iterations)), EPOCHS * STEPS)
         # torch CPU kernels are deterministic here too; the bound is 1e-6 everywhere.
         for (path, want), (_, have) in zip(expected, got):
+            np.testing.assert_allclose(have, want, rtol=1e-6, atol=1e-6, err_msg=path)
+
+    def test_backup_and_restore__gradient_accumulation_resumes_mid_update(self):
+        # 3 batches an epoch accumulated in pairs: the kill after epoch 1 falls inside
+        # real update 2 (its first batch done, the gradient in the accumulator).
+        k, steps = 2, 3
+        images = structured_images(steps * BATCH)
+        initial = tiny_flexpredict().get_weights()
+        tmp = self.get_temp_dir()
+        fit_kwargs = dict(batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0)
+        ema = lambda: kfp.callbacks.EMATargetCallback(start_momentum=0.9, end_momentum=1.0)
+
+        straight = make_model(initial, k, steps)
+        straight.fit(images, callbacks=[ema()], **fit_kwargs)
+        killed = make_model(initial, k, steps)
+        with self.assertRaises(KeyboardInterrupt):
+            killed.fit(images, callbacks=[keras.callbacks.BackupAndRestore(tmp), ema(), Interrupt()], **fit_kwargs)
+        self.assertEqual(int(to_numpy(killed.accumulated_batches)), 1)
+        resumed = make_model(initial, k, steps)
+        resumed.fit(images, callbacks=[keras.callbacks.BackupAndRestore(tmp), ema()], **fit_kwargs)
+
+        real = EPOCHS * steps // k
+        for model in (straight, resumed):
+            counters = [int(to_numpy(v)) for v in (
+                model.optimizer.iterations, model.train_steps, model.ema_updates, model.accumulated_batches)]
+            self.assertEqual(counters, [real, real, real, 0])
+        self.assertAllClose(straight.ema_total_steps, real)
+        for (path, want), (_, have) in zip(state(straight), state(resumed)):
             np.testing.assert_allclose(have, want, rtol=1e-6, atol=1e-6, err_msg=path)

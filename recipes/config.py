@@ -9,6 +9,9 @@ A recipe is a JSON object with five sections whose keys are constructor argument
   `JEPAAdamW`), except that its step counts are given in epochs as the paper gives
   them: `warmup_epochs` (-> `warmup_steps`) and `constant_after_epoch`
   (-> `constant_after_step`); `total_steps` is `train.epochs * steps_per_epoch`.
+  With `gradient_accumulation_steps: k` the optimiser averages `k` batches of
+  `data.batch_size` into one update, so every step count is divided by `k` (the
+  schedules and the EMA count real updates).
 - `ema`: the arguments of `kfp.callbacks.EMATargetCallback`.
 - `data`: `source` (`"procedural"`, `"image_folder"` or `"tfds"`) and the arguments of
   the matching pipeline (`procedural_shapes_dataset`, `image_folder_dataset`,
@@ -288,6 +291,9 @@ def _check_optimizer(optimizer, epochs):
             optimizer["constant_after_epoch"],
             f"must be in (0, train.epochs = {epochs}] or null",
         )
+    accumulation = optimizer.get("gradient_accumulation_steps")
+    if accumulation is not None:
+        _check_int("optimizer.gradient_accumulation_steps", accumulation, 2)
     try:
         make_optimizer(optimizer, epochs, steps_per_epoch=1000)
     except (ValueError, TypeError) as e:
@@ -418,9 +424,10 @@ def validate_config(config, name="recipe"):
 
 
 # ------------------------------------------------------------- resolution
-def steps_from_epochs(epochs, steps_per_epoch):
-    """Epochs (possibly fractional) -> optimiser steps, rounded to the nearest step."""
-    return int(round(float(epochs) * int(steps_per_epoch)))
+def steps_from_epochs(epochs, steps_per_epoch, accumulation=1):
+    """Epochs (possibly fractional) -> optimiser updates: batches rounded to the
+    nearest batch, then divided by the gradient accumulation (whole updates)."""
+    return int(round(float(epochs) * int(steps_per_epoch))) // int(accumulation or 1)
 
 
 def optimizer_arguments(optimizer, epochs, steps_per_epoch):
@@ -432,12 +439,20 @@ def optimizer_arguments(optimizer, epochs, steps_per_epoch):
     ...      "constant_after_epoch": None}, epochs=600, steps_per_epoch=625)
     >>> args["total_steps"], args["warmup_steps"]
     (375000, 9375)
+    >>> # Half the batch, accumulated in pairs: twice the batches, the same updates.
+    >>> args = optimizer_arguments(
+    ...     {"start_lr": 2e-4, "peak_lr": 8e-4, "final_lr": 1e-4, "warmup_epochs": 15,
+    ...      "constant_after_epoch": None, "gradient_accumulation_steps": 2},
+    ...     epochs=600, steps_per_epoch=1250)
+    >>> args["total_steps"], args["warmup_steps"]
+    (375000, 9375)
     """
     kwargs = {k: v for k, v in optimizer.items() if k not in ("warmup_epochs", "constant_after_epoch")}
-    kwargs["total_steps"] = steps_from_epochs(epochs, steps_per_epoch)
-    kwargs["warmup_steps"] = steps_from_epochs(optimizer["warmup_epochs"], steps_per_epoch)
+    k = optimizer.get("gradient_accumulation_steps") or 1
+    kwargs["total_steps"] = steps_from_epochs(epochs, steps_per_epoch, k)
+    kwargs["warmup_steps"] = steps_from_epochs(optimizer["warmup_epochs"], steps_per_epoch, k)
     constant = optimizer.get("constant_after_epoch")
-    kwargs["constant_after_step"] = None if constant is None else steps_from_epochs(constant, steps_per_epoch)
+    kwargs["constant_after_step"] = None if constant is None else steps_from_epochs(constant, steps_per_epoch, k)
     return kwargs
 
 

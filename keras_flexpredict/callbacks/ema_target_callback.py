@@ -16,11 +16,16 @@ class EMATargetCallback(keras.callbacks.Callback):
     optimiser's iteration count, and saved with the weights), so a resumed run
     continues the same schedule exactly.
 
+    Steps are real optimiser updates: with `gradient_accumulation_steps=k` on the
+    optimiser the EMA runs once per `k` batches, and an inferred `total_steps` is
+    `epochs * steps_per_epoch // k`.
+
     Args:
         start_momentum: float in [0, 1]. Defaults to 0.996.
         end_momentum: float in [0, 1]. Defaults to 1.0.
-        total_steps: int or None. Length of the ramp in optimiser steps; None takes
-            `epochs * steps_per_epoch` of the `fit` call (which must then be known).
+        total_steps: int or None. Length of the ramp in optimiser updates; None takes
+            `epochs * steps_per_epoch` of the `fit` call (which must then be known),
+            divided by the optimiser's `gradient_accumulation_steps` if set.
 
     Example:
     >>> callback = EMATargetCallback(start_momentum=0.996, end_momentum=1.0)
@@ -47,7 +52,10 @@ class EMATargetCallback(keras.callbacks.Callback):
                 "EMATargetCallback cannot infer the run length (the dataset has no known "
                 f"size). Pass `total_steps`. Received: epochs={epochs}, steps={steps}"
             )
-        return int(epochs) * int(steps)
+        accumulation = 1
+        if hasattr(self.model, "gradient_accumulation_steps"):
+            accumulation = self.model.gradient_accumulation_steps()
+        return max(1, int(epochs) * int(steps) // accumulation)
 
     def on_train_begin(self, logs=None):
         if not hasattr(self.model, "set_ema_schedule"):
@@ -55,6 +63,7 @@ class EMATargetCallback(keras.callbacks.Callback):
                 f"EMATargetCallback drives a FlexPredict model. Received: model={type(self.model).__name__}"
             )
         self.model.set_ema_schedule(self.start_momentum, self.end_momentum, self.resolved_total_steps())
+        self.model.sync_accumulation()
 
     def on_train_end(self, logs=None):
         self.model.update_target_encoder()

@@ -4,6 +4,7 @@ from keras_flexpredict.data.augmentations import BLUR_REFERENCE_SIZE
 from keras_flexpredict.data.augmentations import IMAGENET_MEAN
 from keras_flexpredict.data.augmentations import IMAGENET_STD
 from keras_flexpredict.data.augmentations import add_element_seeds
+from keras_flexpredict.data.augmentations import color_jitter
 from keras_flexpredict.data.augmentations import eval_transform
 from keras_flexpredict.data.augmentations import gaussian_blur
 from keras_flexpredict.data.augmentations import ijepa_train_transform

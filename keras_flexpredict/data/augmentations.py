@@ -204,6 +204,64 @@ def _to_grayscale(image):
     return tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])
 
 
+def _blend(image, other, factor):
+    """`factor * image + (1 - factor) * other`, clipped to [0, 1] (PIL's `blend`)."""
+    return tf.clip_by_value(factor * image + (1.0 - factor) * other, 0.0, 1.0)
+
+
+def color_jitter(image, seed, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0):
+    """torchvision's `ColorJitter`: brightness, contrast, saturation and hue jitter in
+    a random order, with factors drawn uniformly.
+
+    Brightness scales the image by `U(1 - b, 1 + b)`; contrast blends it with the mean
+    of its grey image by `U(1 - c, 1 + c)`; saturation blends it with its grey image by
+    `U(1 - s, 1 + s)`; hue rotates it by `U(-h, h)` turns. Each result is clipped to
+    the valid range. A strength of 0 leaves that property alone.
+
+    Args:
+        image: float `(H, W, 3)` tensor with values in [0, 255].
+        seed: shape-`(2,)` int tensor.
+        brightness: float >= 0. Defaults to `0.0`.
+        contrast: float >= 0. Defaults to `0.0`.
+        saturation: float >= 0. Defaults to `0.0`.
+        hue: float in [0, 0.5]. Defaults to `0.0`.
+
+    Returns:
+        float32 `(H, W, 3)` tensor, values in [0, 255].
+
+    Example:
+    >>> x = tf.random.stateless_uniform([8, 8, 3], seed=[0, 0], maxval=255.0)
+    >>> y = color_jitter(x, tf.constant([0, 1]), 0.4, 0.4, 0.4, 0.1)
+    >>> y.shape.as_list(), bool(tf.reduce_min(y) >= 0.0)
+    ([8, 8, 3], True)
+    """
+    for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+        if not value >= 0:
+            raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
+    if not 0.0 <= hue <= 0.5:
+        raise ValueError(f"`hue` must be in [0, 0.5]. Received: hue={hue}")
+    image = tf.cast(image, tf.float32) / 255.0
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    u = tf.random.stateless_uniform([4], seeds[0])
+    lows = tf.constant([max(0.0, 1.0 - brightness), max(0.0, 1.0 - contrast), max(0.0, 1.0 - saturation), -hue])
+    highs = tf.constant([1.0 + brightness, 1.0 + contrast, 1.0 + saturation, hue])
+    factors = lows + u * (highs - lows)
+    order = tf.argsort(tf.random.stateless_uniform([4], seeds[1]))
+
+    def gray(x):
+        return tf.image.rgb_to_grayscale(x)
+
+    branches = [
+        lambda x: tf.clip_by_value(x * factors[0], 0.0, 1.0),
+        lambda x: _blend(x, tf.reduce_mean(gray(x)), factors[1]),
+        lambda x: _blend(x, gray(x), factors[2]),
+        lambda x: tf.clip_by_value(tf.image.adjust_hue(x, factors[3]), 0.0, 1.0),
+    ]
+    for position in range(4):
+        image = tf.switch_case(order[position], [lambda f=f, x=image: f(x) for f in branches])
+    return image * 255.0
+
+
 def _make_train_transform(
     image_size,
     crop_scale,
@@ -217,6 +275,8 @@ def _make_train_transform(
     std,
     antialias,
     interpolation="bilinear",
+    color_jitter_probability=0.0,
+    color_jitter_strength=(0.0, 0.0, 0.0, 0.0),
 ):
     size = _image_size_pair(image_size)
     _check_interpolation(interpolation)
@@ -224,6 +284,10 @@ def _make_train_transform(
     _check_range("crop_ratio", crop_ratio, 1e-6)
     _check_probability("blur_probability", blur_probability)
     _check_probability("grayscale_probability", grayscale_probability)
+    _check_probability("color_jitter_probability", color_jitter_probability)
+    jitter = color_jitter_probability > 0 and any(v > 0 for v in color_jitter_strength)
+    if jitter:  # checks the strengths now, not inside tf.data
+        color_jitter(tf.zeros([1, 1, 3]), tf.constant([0, 0]), *color_jitter_strength)
     _check_range("blur_sigma", blur_sigma, 0.0)
     if blur_reference_size is not None and blur_reference_size <= 0:
         raise ValueError(f"`blur_reference_size` must be positive or None. Received: blur_reference_size={blur_reference_size}")
@@ -237,6 +301,14 @@ def _make_train_transform(
         image = random_resized_crop(image, size, seeds[0], crop_scale, crop_ratio, antialias, interpolation)
         if flip:
             image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+        if jitter:
+            jitter_seeds = tf.random.experimental.stateless_split(seeds[4], 2)
+            u = tf.random.stateless_uniform([], jitter_seeds[0])
+            image = tf.cond(
+                u < color_jitter_probability,
+                lambda: color_jitter(image, jitter_seeds[1], *color_jitter_strength),
+                lambda: tf.cast(image, tf.float32),
+            )
         if grayscale_probability > 0:
             u = tf.random.stateless_uniform([], seeds[2])
             image = tf.cond(u < grayscale_probability, lambda: _to_grayscale(image), lambda: image)
@@ -326,16 +398,44 @@ def ijepa_train_transform(
     image_size=224,
     crop_scale=(0.3, 1.0),
     crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
+    horizontal_flip=False,
+    color_distortion=False,
+    color_jitter_strength=0.0,
+    gaussian_blur=False,
+    blur_reference_size=BLUR_REFERENCE_SIZE,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     antialias=True,
 ):
-    """I-JEPA's training augmentation: random resized crop and normalisation only.
+    """I-JEPA's training augmentation, with the switches of its configs.
+
+    The official I-JEPA code (facebookresearch/ijepa, `src/transforms.py`) builds its
+    transform from the `data` flags of its configs, in this order: random resized crop
+    (`crop_scale`, torchvision's sampler, aspect 3/4-4/3), horizontal flip
+    (`use_horizontal_flip`), colour distortion (`use_color_distortion`: colour jitter
+    of brightness, contrast, saturation `0.8 s` and hue `0.2 s` with p 0.8, `s =
+    color_jitter_strength`, then grayscale with p 0.2), Gaussian blur
+    (`use_gaussian_blur`: p 0.5, standard deviation 0.1-2.0 pixels), ImageNet
+    normalisation. Every released config (ViT-H/14 and ViT-H/16-448 on ImageNet-1k,
+    ViT-H/14 and ViT-g/16 on ImageNet-22k) sets `crop_scale: [0.3, 1.0]`, every flag to
+    false and `color_jitter_strength: 0.0`, so the defaults here are crop and
+    normalisation only: I-JEPA's published numbers come from that. (StoP's transform,
+    `stop_train_transform`, adds flip, grayscale and blur.)
 
     Args:
-        image_size: int or `(height, width)`. Output size. Defaults to `224`.
+        image_size: int or `(height, width)`. Output size (`crop_size`).
+            Defaults to `224`.
         crop_scale: pair of floats. Crop area range. Defaults to `(0.3, 1.0)`.
         crop_ratio: pair of floats. Crop aspect range. Defaults to `(3/4, 4/3)`.
+        horizontal_flip: bool. `use_horizontal_flip`. Defaults to `False`.
+        color_distortion: bool. `use_color_distortion`. Defaults to `False`.
+        color_jitter_strength: float >= 0. `color_jitter_strength`, the `s`
+            above (the code's own default is 1.0, the configs' 0.0).
+            Defaults to `0.0`.
+        gaussian_blur: bool. `use_gaussian_blur`. Defaults to `False`.
+        blur_reference_size: int or None. The blur radius is given for crops of
+            this size and scaled to `image_size` (as in `stop_train_transform`).
+            Defaults to `224`.
         mean: 3 floats. Normalisation mean. Defaults to ImageNet's.
         std: 3 floats. Normalisation standard deviation. Defaults to ImageNet's.
         antialias: bool. Antialiased resize, like PIL. Defaults to `True`.
@@ -347,22 +447,41 @@ def ijepa_train_transform(
     >>> transform = ijepa_train_transform(32)
     >>> transform(tf.zeros([40, 40, 3]), tf.constant([0, 1])).shape.as_list()
     [32, 32, 3]
+    >>> every_flag = ijepa_train_transform(
+    ...     32, horizontal_flip=True, color_distortion=True,
+    ...     color_jitter_strength=1.0, gaussian_blur=True)
+    >>> every_flag(tf.zeros([40, 40, 3]), tf.constant([0, 1])).shape.as_list()
+    [32, 32, 3]
 
     References:
     - [Assran et al., 2023](https://arxiv.org/abs/2301.08243) (I-JEPA).
     """
+    for name, value in (
+        ("horizontal_flip", horizontal_flip),
+        ("color_distortion", color_distortion),
+        ("gaussian_blur", gaussian_blur),
+    ):
+        if not isinstance(value, bool):
+            raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    if isinstance(color_jitter_strength, bool) or not float(color_jitter_strength) >= 0:
+        raise ValueError(
+            f"`color_jitter_strength` must be a float >= 0. Received: color_jitter_strength={color_jitter_strength!r}"
+        )
+    s = float(color_jitter_strength)
     return _make_train_transform(
         image_size,
         crop_scale,
         crop_ratio,
-        flip=False,
-        blur_probability=0.0,
-        blur_sigma=(0.0, 0.0),
-        blur_reference_size=None,
-        grayscale_probability=0.0,
+        flip=horizontal_flip,
+        blur_probability=0.5 if gaussian_blur else 0.0,
+        blur_sigma=(0.1, 2.0) if gaussian_blur else (0.0, 0.0),
+        blur_reference_size=blur_reference_size,
+        grayscale_probability=0.2 if color_distortion else 0.0,
         mean=mean,
         std=std,
         antialias=antialias,
+        color_jitter_probability=0.8 if color_distortion else 0.0,
+        color_jitter_strength=(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s),
     )
 
 

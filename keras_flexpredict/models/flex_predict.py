@@ -62,6 +62,15 @@ class FlexPredict(keras.Model):
     applies the last owed update when `fit` ends. `train_steps` and `ema_updates`
     (non-trainable variables, saved with the weights) keep this exact across resumes.
 
+    Gradient accumulation (`gradient_accumulation_steps=k` on the optimiser): the
+    student changes on every `k`-th batch only, so `train_steps` counts real optimiser
+    updates (equal to `optimizer.iterations`), the EMA runs once per real update with
+    the momentum of that update, and the teacher stays fixed over the `k` batches of
+    one update, as it would for one batch of `k` times the size.
+    `accumulated_batches` (0 to `k - 1`) counts the batches of the update under way.
+    Use `JEPAAdamW` (or `kfp.optimizers.make_jepa_optimizer`) so that the learning-rate
+    and weight-decay schedules count real updates too.
+
     Args:
         encoder: a `ViTEncoder` (or its config). The context encoder.
         predictor: a `JEPAPredictor` (or its config).
@@ -123,6 +132,9 @@ class FlexPredict(keras.Model):
         scalar = dict(shape=(), trainable=False, aggregation="only_first_replica")
         self.train_steps = self.add_weight(name="train_steps", initializer="zeros", dtype="int32", **scalar)
         self.ema_updates = self.add_weight(name="ema_updates", initializer="zeros", dtype="int32", **scalar)
+        self.accumulated_batches = self.add_weight(
+            name="accumulated_batches", initializer="zeros", dtype="int32", **scalar
+        )
         self.ema_start_momentum = self.add_weight(
             name="ema_start_momentum", initializer=keras.initializers.Constant(0.996), dtype="float32", **scalar
         )
@@ -198,11 +210,49 @@ class FlexPredict(keras.Model):
         self.ema_end_momentum.assign(float(end_momentum))
         self.ema_total_steps.assign(float(total_steps))
 
+    def gradient_accumulation_steps(self):
+        """Batches per real optimiser update: the compiled optimiser's
+        `gradient_accumulation_steps` (also inside a `LossScaleOptimizer`), else 1."""
+        optimizer = getattr(self, "optimizer", None)
+        while optimizer is not None:
+            steps = getattr(optimizer, "gradient_accumulation_steps", None)
+            if steps:
+                return int(steps)
+            optimizer = getattr(optimizer, "inner_optimizer", None)
+        return 1
+
+    def _count_batch(self):
+        """Advances `train_steps` when this batch completes a real optimiser update."""
+        k = self.gradient_accumulation_steps()
+        if k == 1:
+            self.train_steps.assign_add(1)
+            return
+        # Traceable on every backend: no Python branch on a tensor.
+        batches = self.accumulated_batches + 1
+        boundary = ops.cast(batches >= k, "int32")
+        self.train_steps.assign(self.train_steps + boundary)
+        self.accumulated_batches.assign(batches * (1 - boundary))
+
+    def sync_accumulation(self):
+        """Aligns `accumulated_batches` with the optimiser's micro-batch counter, which
+        decides when the real update happens (called by `EMATargetCallback` when `fit`
+        starts; a no-op without gradient accumulation)."""
+        k = self.gradient_accumulation_steps()
+        if k == 1:
+            self.accumulated_batches.assign(0)
+            return
+        optimizer = self.optimizer
+        while getattr(optimizer, "gradient_accumulation_steps", None) is None:
+            optimizer = optimizer.inner_optimizer
+        micro = int(ops.convert_to_numpy(optimizer._iterations))
+        self.accumulated_batches.assign(micro % k)
+
     def update_target_encoder(self):
-        """Applies the EMA update owed for the last completed step, if any.
+        """Applies the EMA update owed for the last completed optimiser update, if any.
 
         Runs inside the train step, and eagerly from `EMATargetCallback` when `fit`
-        ends. A no-op when the teacher is up to date."""
+        ends. A no-op when the teacher is up to date (`ema_updates == train_steps`),
+        e.g. on the later batches of one accumulated update."""
         # Under a mixed policy Keras would read the float32 weights as bfloat16 here;
         # the EMA must run in the variables' own precision.
         with AutocastScope(None):
@@ -259,7 +309,7 @@ class FlexPredict(keras.Model):
         )
         predictions = self.predictor(context, masks, training=training)
         if training:
-            self.train_steps.assign_add(1)
+            self._count_batch()
         return {"predictions": predictions, "targets": targets, "target_mask": masks["target_mask"]}
 
     def draw_masks(self, images):

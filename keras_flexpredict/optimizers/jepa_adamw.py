@@ -16,7 +16,18 @@ class JEPAAdamW(keras.optimizers.AdamW):
     `tf.distribute`) and torch. (Assigning `optimizer.weight_decay` from a
     callback does not: JAX and TF bake the Python float into the compiled
     step.) Biases, LayerNorm scales and every other variable with fewer than
-    2 dimensions get no weight decay, like the reference's parameter groups.
+    2 dimensions get no weight decay, like the reference's parameter groups,
+    except those named in `decayed_1d_names`: I-JEPA's mask token is a
+    `(1, 1, Dp)` tensor in the reference, so its optimiser decays it; here
+    it is a `(Dp,)` vector, decayed by name.
+
+    Gradient accumulation (`gradient_accumulation_steps=k`): the weights
+    change on every `k`-th call only, with the mean of the `k` gradients, and
+    both schedules are evaluated at `optimizer.iterations`, the number of
+    *real* updates already applied (Keras's own learning-rate schedules count
+    micro-batches instead). So `total_steps` and `warmup_steps` of the
+    schedules are real updates, and a run with `k` micro-batches of size
+    `B / k` follows the same schedules as one with batches of `B`.
 
     Gradient clipping is Keras's own (`clipnorm`, `global_clipnorm`,
     `clipvalue`), off by default as in the reference; StoP's `clip_grad`
@@ -32,10 +43,10 @@ class JEPAAdamW(keras.optimizers.AdamW):
             `WarmupCosineDecay`) or callable. Defaults to `0.001`.
         weight_decay: float, or a schedule: a callable of the iteration count
             (e.g. `CosineWeightDecay`) returning the decay coefficient. It is
-            called with the same step as the learning-rate schedule
-            (`optimizer._iterations`, which counts micro-steps under gradient
-            accumulation, as Keras's learning-rate schedules do). Defaults to
-            `0.04`.
+            called with the same step as the learning-rate schedule:
+            `optimizer.iterations`, the number of real updates applied
+            (micro-batches of gradient accumulation are not counted).
+            Defaults to `0.04`.
         beta_1: float. Decay rate of the first-moment estimates.
             Defaults to `0.9`.
         beta_2: float. Decay rate of the second-moment estimates.
@@ -48,6 +59,12 @@ class JEPAAdamW(keras.optimizers.AdamW):
             than 2 dimensions (biases, norm scales and offsets) get no weight
             decay. Further variables can be excluded by name with Keras's
             `exclude_from_weight_decay(var_names=[...])`. Defaults to `True`.
+        decayed_1d_names: sequence of str. Names (`variable.name`, exact) of
+            variables with fewer than 2 dimensions that are decayed all the
+            same. Defaults to `("mask_token",)`: I-JEPA's mask token, which
+            the reference decays (it is 3-D there; its rule excludes only
+            biases and 1-D parameters). Pass `()` to exclude every 1-D
+            variable.
         clipnorm: float or `None`. Per-variable gradient-norm clipping.
             Defaults to `None`.
         clipvalue: float or `None`. Gradient-value clipping.
@@ -59,7 +76,10 @@ class JEPAAdamW(keras.optimizers.AdamW):
         ema_momentum: float. Defaults to `0.99`.
         ema_overwrite_frequency: int or `None`. Defaults to `None`.
         loss_scale_factor: float or `None`. Defaults to `None`.
-        gradient_accumulation_steps: int or `None`. Defaults to `None`.
+        gradient_accumulation_steps: int >= 2 or `None`. Apply one real
+            update every `gradient_accumulation_steps` calls, with the mean
+            gradient; schedules count real updates (see above).
+            Defaults to `None`.
         name: str or `None`. Defaults to `None`.
 
     Example:
@@ -89,6 +109,7 @@ class JEPAAdamW(keras.optimizers.AdamW):
         epsilon=1e-8,
         amsgrad=False,
         exclude_1d_from_weight_decay=True,
+        decayed_1d_names=("mask_token",),
         clipnorm=None,
         clipvalue=None,
         global_clipnorm=None,
@@ -106,6 +127,13 @@ class JEPAAdamW(keras.optimizers.AdamW):
             raise ValueError(
                 "`exclude_1d_from_weight_decay` must be a bool. Received: "
                 f"exclude_1d_from_weight_decay={exclude_1d_from_weight_decay!r}"
+            )
+        if isinstance(decayed_1d_names, str) or not all(
+            isinstance(n, str) and n for n in (decayed_1d_names or ())
+        ):
+            raise ValueError(
+                "`decayed_1d_names` must be a sequence of variable names. Received: "
+                f"decayed_1d_names={decayed_1d_names!r}"
             )
         super().__init__(
             learning_rate=learning_rate,
@@ -126,14 +154,24 @@ class JEPAAdamW(keras.optimizers.AdamW):
             **kwargs,
         )
         self.exclude_1d_from_weight_decay = exclude_1d_from_weight_decay
+        self.decayed_1d_names = tuple(decayed_1d_names or ())
 
     # -- weight decay ------------------------------------------------------
 
     def current_weight_decay(self):
         """The weight-decay coefficient of the coming update (a tensor or float)."""
         if callable(self.weight_decay):
-            return self.weight_decay(self._iterations)
+            return self.weight_decay(self.iterations)
         return self.weight_decay
+
+    def _get_current_learning_rate(self):
+        # Keras evaluates a schedule at `_iterations`, which counts micro-batches
+        # under gradient accumulation; the I-JEPA schedules count real updates.
+        # (`iterations` is `_iterations // k`: on the call that applies real
+        # update `j` (0-based) it is `j`, as without accumulation.)
+        if isinstance(self._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            return self._learning_rate(self.iterations)
+        return super()._get_current_learning_rate()
 
     def _decay_factor(self):
         """`1 - lr_t * wd_t` for the coming update, float32."""
@@ -142,7 +180,11 @@ class JEPAAdamW(keras.optimizers.AdamW):
         return ops.subtract(1.0, ops.multiply(lr, wd))
 
     def _use_weight_decay(self, variable):
-        if self.exclude_1d_from_weight_decay and len(variable.shape) < 2:
+        if (
+            self.exclude_1d_from_weight_decay
+            and len(variable.shape) < 2
+            and variable.name not in self.decayed_1d_names
+        ):
             return False
         return super()._use_weight_decay(variable)
 
@@ -228,6 +270,7 @@ class JEPAAdamW(keras.optimizers.AdamW):
         if callable(self.weight_decay):
             config["weight_decay"] = keras.saving.serialize_keras_object(self.weight_decay)
         config["exclude_1d_from_weight_decay"] = self.exclude_1d_from_weight_decay
+        config["decayed_1d_names"] = list(self.decayed_1d_names)
         return config
 
     @classmethod

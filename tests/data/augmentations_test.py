@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras_flexpredict.data import IMAGENET_MEAN
 from keras_flexpredict.data import IMAGENET_STD
 from keras_flexpredict.data import add_element_seeds
+from keras_flexpredict.data import color_jitter
 from keras_flexpredict.data import eval_transform
 from keras_flexpredict.data import gaussian_blur
 from keras_flexpredict.data import ijepa_train_transform
@@ -157,6 +158,78 @@ class TrainTransformTest(TestCase):
         expected = normalize_image(image).numpy()
         self.assertAllClose(out, np.broadcast_to(expected, out.shape), atol=1e-4)
 
+    def test_ijepa_transform__defaults_are_its_configs_crop_and_normalise_only(self):
+        # Every released I-JEPA config: crop_scale [0.3, 1.0], no flip, no colour
+        # distortion, no blur. With a full-image crop the output is the input.
+        image = _test_image(16, 16)
+        transform = ijepa_train_transform(16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
+        out = _apply_many(transform, image, 200)
+        self.assertAllClose(out, np.broadcast_to(normalize_image(image).numpy(), out.shape), atol=1e-4)
+        # Random crops of the default scale still vary.
+        varied = _apply_many(ijepa_train_transform(16), _test_image(40, 40), 8)
+        self.assertGreater(np.abs(varied[0] - varied[1]).max(), 0.1)
+
+    def test_ijepa_transform__flags_switch_on_flip_colour_and_blur(self):
+        image = _test_image(16, 16)
+        full = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
+        reference = normalize_image(image).numpy()
+        flipped_reference = normalize_image(image[:, ::-1]).numpy()
+
+        def changed(out, ref):
+            return np.abs(out - ref).max(axis=(1, 2, 3)) > 1e-3
+
+        flips = _apply_many(ijepa_train_transform(16, horizontal_flip=True, **full), image, 300)
+        is_flipped = ~changed(flips, flipped_reference)
+        self.assertTrue(np.all(is_flipped ^ ~changed(flips, reference)))
+        self.assertAlmostEqual(float(is_flipped.mean()), 0.5, delta=0.09)
+        # Colour distortion at strength 0 is grayscale (p 0.2) only, as the code.
+        greys = _denormalize(_apply_many(ijepa_train_transform(16, color_distortion=True, **full), image, 300))
+        gray = np.all(np.abs(greys - greys[..., :1]) < 1e-2, axis=(1, 2, 3))
+        self.assertAlmostEqual(float(gray.mean()), 0.2, delta=0.07)
+        self.assertTrue(np.all(~changed(greys[~gray], image.astype(np.float32))))
+        # At strength 1 colours change in 1 - 0.2 * 0.2 of the draws (jitter p 0.8
+        # or grayscale p 0.2).
+        jittered = _apply_many(
+            ijepa_train_transform(16, color_distortion=True, color_jitter_strength=1.0, **full), image, 300
+        )
+        self.assertAlmostEqual(float(changed(jittered, reference).mean()), 0.84, delta=0.07)
+        blurred = _apply_many(
+            ijepa_train_transform(16, gaussian_blur=True, blur_reference_size=None, **full), image, 300
+        )
+        self.assertAlmostEqual(float(changed(blurred, reference).mean()), 0.5, delta=0.09)
+
+    def test_color_jitter__each_component_as_torchvision(self):
+        image = tf.constant(_test_image(8, 8), tf.float32)
+        x = image.numpy() / 255.0
+        gray = x @ np.array([0.2989, 0.587, 0.114])
+        seed = tf.constant([3, 4])
+        # Strength 0 everywhere: the identity.
+        self.assertAllClose(color_jitter(image, seed).numpy() / 255.0, x, atol=1e-5)
+        # Brightness factor within [1 - b, 1 + b]: the image scales by one factor.
+        out = color_jitter(image, seed, brightness=0.5).numpy() / 255.0
+        inside = (x > 0.05) & (out < 0.999)
+        ratio = out[inside] / x[inside]
+        self.assertLess(np.ptp(ratio), 1e-3)
+        self.assertTrue(0.5 <= ratio.mean() <= 1.5)
+        # Saturation: a blend of the image with its grey version.
+        out = color_jitter(image, seed, saturation=0.5).numpy() / 255.0
+        spread = x - gray[..., None]
+        unclipped = (np.abs(spread) > 0.05) & (out > 1e-3) & (out < 1 - 1e-3)
+        factor = (out - gray[..., None]) / np.where(unclipped, spread, np.nan)
+        self.assertLess(np.nanmax(factor) - np.nanmin(factor), 1e-2)
+        self.assertTrue(0.5 <= np.nanmean(factor) <= 1.5)
+        # Contrast: a blend of the image with the mean of its grey version.
+        out = color_jitter(image, seed, contrast=0.5).numpy() / 255.0
+        spread = x - gray.mean()
+        unclipped = (np.abs(spread) > 0.05) & (out > 1e-3) & (out < 1 - 1e-3)
+        factor = (out - gray.mean()) / np.where(unclipped, spread, np.nan)
+        self.assertLess(np.nanmax(factor) - np.nanmin(factor), 1e-2)
+        # Hue turns keep the grey image of a grey input.
+        grey_image = tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])
+        self.assertAllClose(color_jitter(grey_image, seed, hue=0.5), grey_image, atol=1e-2)
+        with self.assertRaisesRegex(ValueError, "hue=0.7"):
+            color_jitter(image, seed, hue=0.7)
+
     def test_train_transforms__deterministic_by_seed(self):
         image = tf.constant(_test_image(40, 40))
         transform = stop_train_transform(24)
@@ -173,6 +246,10 @@ class TrainTransformTest(TestCase):
             stop_train_transform(32, crop_scale=(0.9, 0.1))
         with self.assertRaisesRegex(ValueError, "image_size"):
             ijepa_train_transform((32, 32, 3))
+        with self.assertRaisesRegex(ValueError, "horizontal_flip='yes'"):
+            ijepa_train_transform(32, horizontal_flip="yes")
+        with self.assertRaisesRegex(ValueError, "color_jitter_strength=-1"):
+            ijepa_train_transform(32, color_jitter_strength=-1)
 
 
 class GaussianBlurTest(TestCase):

@@ -63,6 +63,65 @@ class FlexPredictTest(TestCase):
         self.assertEqual(int(to_numpy(model.train_steps)), 1)
         self.assertEqual(int(to_numpy(model.ema_updates)), 1)
 
+    def test_fit__gradient_accumulation__ema_and_schedules_follow_real_updates(self):
+        # 8 batches accumulated in pairs: 4 real updates. The teacher must be one EMA
+        # per real update (momentum of that update) of the student after it, computed
+        # here by hand; the schedules and every counter must advance once per update.
+        k, batches, m0 = 2, 8, 0.5
+        model = tiny_flexpredict()
+        optimizer = kfp.optimizers.make_jepa_optimizer(
+            total_steps=batches // k, warmup_steps=1, start_lr=1e-2, peak_lr=2e-2, final_lr=1e-3,
+            start_weight_decay=0.1, end_weight_decay=0.3, gradient_accumulation_steps=k,
+        )
+        model.compile(optimizer=optimizer)
+        records = []
+
+        class Record(keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                self._sync()
+                records.append({"lr": float(to_numpy(optimizer.learning_rate)),
+                                "wd": float(to_numpy(optimizer.current_weight_decay()))})
+
+            def on_train_batch_end(self, batch, logs=None):
+                self._sync()
+                records[-1].update(
+                    student=weights_np(self.model.encoder),
+                    counters=[int(to_numpy(v)) for v in (
+                        optimizer.iterations, self.model.train_steps, self.model.ema_updates)],
+                )
+
+            def _sync(self):
+                if hasattr(self.model, "jax_state_sync"):
+                    self.model.jax_state_sync()
+
+        teacher = weights_np(model.target_encoder)
+        student0 = weights_np(model.encoder)
+        model.fit(
+            structured_images(8 * batches), batch_size=8, epochs=1, verbose=0, shuffle=False,
+            callbacks=[Record(), kfp.callbacks.EMATargetCallback(start_momentum=m0, end_momentum=1.0)],
+        )
+        # The EMA ramp is inferred in real updates: 8 batches // 2.
+        self.assertAllClose(model.ema_total_steps, batches // k)
+        for b, r in enumerate(records):
+            real = (b + 1) // k  # real updates done after batch b
+            self.assertEqual(r["counters"], [real, real, b // k], msg=f"batch {b}")
+            # Schedules of the update under way: update number b // k.
+            self.assertAllClose(r["lr"], optimizer._learning_rate(b // k), rtol=1e-6, msg=f"batch {b}")
+            self.assertAllClose(r["wd"], optimizer.weight_decay(b // k), rtol=1e-6, msg=f"batch {b}")
+        # The student moves on the last batch of each update only.
+        for a, b in zip(student0, records[0]["student"]):
+            np.testing.assert_array_equal(a, b)
+        self.assertGreater(max(np.abs(a - b).max() for a, b in zip(student0, records[1]["student"])), 1e-4)
+        # The last update reached final_lr: the schedules ran over real updates.
+        self.assertAllClose(records[-1]["lr"], 1e-3, rtol=1e-6)
+        for j in range(batches // k):
+            m = m0 + (1.0 - m0) * j / (batches // k)
+            student = records[k * j + k - 1]["student"]
+            teacher = [m * t + (1 - m) * s for t, s in zip(teacher, student)]
+        self.assertEqual(int(to_numpy(model.ema_updates)), batches // k)
+        for want, have, var in zip(teacher, weights_np(model.target_encoder), model.target_encoder.weights):
+            np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6, err_msg=var.path)
+
     def test_fit__no_gradient_reaches_teacher(self):
         model = tiny_flexpredict()
         self.assertEqual(model.target_encoder.trainable_weights, [])

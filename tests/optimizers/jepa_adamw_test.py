@@ -181,6 +181,75 @@ class JEPAAdamWTest(TestCase):
         self.assertAllClose(bias, np.full((4,), 0.95), rtol=1e-6)  # 1-D decays when not excluded
         self.assertAllEqual(excluded, np.ones((2, 2), "float32"))
 
+    def test_apply_gradients__mask_token_decays_like_the_reference(self):
+        # The reference decays every parameter but biases and 1-D ones; its mask
+        # token is (1, 1, Dp), ours (Dp,): decayed by name.
+        values = {name: np.ones((4,), "float32") for name in ("mask_token", "bias", "gamma")}
+        for names, decayed in [(("mask_token",), {"mask_token"}), ((), set())]:
+            with self.subTest(decayed_1d_names=names):
+                optimizer = JEPAAdamW(learning_rate=0.1, weight_decay=0.5, decayed_1d_names=names)
+                variables = {n: keras.Variable(v, name=n) for n, v in values.items()}
+                optimizer.apply_gradients([(ops.zeros(v.shape), v) for v in variables.values()])
+                for name, variable in variables.items():
+                    want = 0.95 if name in decayed else 1.0
+                    self.assertAllClose(variable, np.full((4,), want), rtol=1e-6, msg=name)
+
+    def test_mask_token__of_ijepa_predictor_is_decayed_and_its_biases_are_not(self):
+        from keras_flexpredict.testing.tiny_models import tiny_flexpredict
+
+        model = tiny_flexpredict(positional_noise="none")
+        optimizer = JEPAAdamW()
+        decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+        tokens = [v.path for v in model.trainable_variables if v.name == "mask_token"]
+        self.assertEqual(len(tokens), 1)
+        self.assertIn(tokens[0], decayed)
+        for v in model.trainable_variables:
+            if len(v.shape) < 2 and v.name != "mask_token":
+                self.assertNotIn(v.path, decayed)
+            if len(v.shape) >= 2:
+                self.assertIn(v.path, decayed)
+
+    def test_apply_gradients__accumulation_equals_one_update_of_the_mean_gradient(self):
+        # Two micro-batches accumulated == one update with their mean gradient,
+        # schedules (learning rate, weight decay) and Adam's bias correction
+        # included: all count real updates.
+        rng = np.random.default_rng(4)
+        shapes = [(3, 4), (4,), (4,)]
+        names = ["kernel", "bias", "mask_token"]
+        values = [rng.normal(size=s).astype("float32") for s in shapes]
+        updates = 5
+        grads = [[rng.normal(size=s).astype("float32") for s in shapes] for _ in range(2 * updates)]
+
+        def run(accumulation):
+            learning_rate, weight_decay = make_schedules()
+            optimizer = JEPAAdamW(
+                learning_rate=learning_rate, weight_decay=weight_decay, gradient_accumulation_steps=accumulation
+            )
+            variables = [keras.Variable(v, name=n) for v, n in zip(values, names)]
+            history = []
+            if accumulation:
+                steps = grads
+            else:
+                steps = [[(a + b) / 2 for a, b in zip(grads[2 * j], grads[2 * j + 1])] for j in range(updates)]
+            for step_grads in steps:
+                lr = float(to_numpy(optimizer.learning_rate))
+                optimizer.apply_gradients([(ops.convert_to_tensor(g), v) for g, v in zip(step_grads, variables)])
+                history.append((lr, [to_numpy(v) for v in variables]))
+            return optimizer, history
+
+        accumulating, micro = run(2)
+        plain, real = run(None)
+        self.assertEqual(int(to_numpy(accumulating.iterations)), updates)
+        for j in range(updates):
+            # The first micro-batch changes nothing; the second applies update j.
+            previous = values if j == 0 else micro[2 * j - 1][1]
+            for a, b in zip(previous, micro[2 * j][1]):
+                self.assertAllEqual(a, b)
+            self.assertAllClose(micro[2 * j][0], real[j][0], rtol=1e-6)
+            self.assertAllClose(micro[2 * j + 1][0], real[j][0], rtol=1e-6)
+            for a, b, name in zip(micro[2 * j + 1][1], real[j][1], names):
+                self.assertAllClose(a, b, rtol=1e-5, atol=1e-6, msg=f"update {j}, {name}")
+
     def test_apply_gradients__keras_clipping_is_applied(self):
         rng = np.random.default_rng(3)
         w0 = rng.normal(size=(3, 4)).astype("float32")
@@ -311,6 +380,11 @@ class JEPAAdamWTest(TestCase):
         self.assertIsInstance(clone.weight_decay, CosineWeightDecay)
         self.assertEqual(clone.weight_decay.get_config(), weight_decay.get_config())
         self.assertFalse(clone.exclude_1d_from_weight_decay)
+        self.assertEqual(clone.decayed_1d_names, ("mask_token",))
+        self.assertEqual(
+            self.run_config_round_trip_test(JEPAAdamW(decayed_1d_names=["token", "scale"])).decayed_1d_names,
+            ("token", "scale"),
+        )
         self.assertEqual(clone.global_clipnorm, 2.0)
         # Float weight decay and the loss-scale wrapper round-trip too.
         self.run_config_round_trip_test(JEPAAdamW(weight_decay=0.1))
@@ -339,7 +413,13 @@ class JEPAAdamWTest(TestCase):
         self.assertAllClose(loaded.get_weights(), model.get_weights(), atol=1e-6, rtol=1e-6)
 
     def test_init__rejects_bad_values(self):
-        for kwargs in [dict(weight_decay=-0.1), dict(weight_decay="big"), dict(exclude_1d_from_weight_decay="yes")]:
+        for kwargs in [
+            dict(weight_decay=-0.1),
+            dict(weight_decay="big"),
+            dict(exclude_1d_from_weight_decay="yes"),
+            dict(decayed_1d_names="mask_token"),
+            dict(decayed_1d_names=[3]),
+        ]:
             name = next(iter(kwargs))
             with self.subTest(**kwargs):
                 with self.assertRaisesRegex(ValueError, name):

@@ -55,15 +55,23 @@ class RecipeConfigTest(TestCase):
                 self.assertEqual((opt["start_weight_decay"], opt["end_weight_decay"]), (0.04, 0.4), name)
                 self.assertEqual((config["ema"]["start_momentum"], config["ema"]["end_momentum"]), (0.996, 1.0))
 
-    def test_paper_recipes__baseline_differs_from_stop_only_in_the_predictor(self):
+    def test_paper_recipes__baseline_differs_from_stop_in_predictor_and_augmentation(self):
         for encoder in PAPER:
             stop = self.validated(f"stop_{encoder}_imagenet")
             ijepa = self.validated(f"ijepa_{encoder}_imagenet")
             for section in ("optimizer", "ema", "train"):
                 same = {k: v for k, v in stop[section].items() if k != "output_dir"}
                 self.assertEqual(same, {k: v for k, v in ijepa[section].items() if k != "output_dir"}, section)
-            self.assertEqual({**stop["data"], "root": None}, {**ijepa["data"], "root": None})
+            # Each method with its own augmentation: the quoted I-JEPA numbers come
+            # from I-JEPA's (crop only); StoP's adds flip, grayscale and blur.
+            self.assertEqual((stop["data"]["transform"], ijepa["data"]["transform"]), ("stop", "ijepa"))
+            self.assertEqual(
+                {**stop["data"], "root": None, "transform": None}, {**ijepa["data"], "root": None, "transform": None}
+            )
             self.assertEqual(stop["model"]["encoder"], ijepa["model"]["encoder"])
+            # The controlled comparison is one override away.
+            controlled = self.validated(f"ijepa_{encoder}_imagenet", ["data.transform=stop"])
+            self.assertEqual({**stop["data"], "root": None}, {**controlled["data"], "root": None})
 
     def test_optimizer_arguments__epochs_become_steps(self):
         base = self.validated("stop_vit_base_patch16_224_imagenet")
@@ -72,6 +80,18 @@ class RecipeConfigTest(TestCase):
         self.assertEqual(args["warmup_steps"], 15 * 625)
         self.assertIsNone(args["constant_after_step"])
         self.assertEqual((args["start_lr"], args["peak_lr"], args["final_lr"]), (2e-4, 8e-4, 1e-4))
+
+    def test_optimizer_arguments__gradient_accumulation_counts_real_updates(self):
+        # Batch 1024 accumulated in pairs: 1250 batches an epoch, 625 real updates.
+        huge = self.validated(
+            "stop_vit_huge_patch14_224_imagenet",
+            ["data.batch_size=1024", "optimizer.gradient_accumulation_steps=2"],
+        )
+        args = rc.optimizer_arguments(huge["optimizer"], 300, 2 * IMAGENET_STEPS)
+        self.assertEqual((args["total_steps"], args["warmup_steps"]), (300 * 625, 40 * 625))
+        self.assertEqual(args["constant_after_step"], 250 * 625)
+        optimizer = rc.make_optimizer(huge["optimizer"], 300, 2 * IMAGENET_STEPS)
+        self.assertEqual(optimizer.gradient_accumulation_steps, 2)
 
     def test_optimizer__vit_huge_is_constant_after_epoch_250(self):
         huge = self.validated("stop_vit_huge_patch14_224_imagenet")
@@ -152,6 +172,7 @@ class RecipeConfigTest(TestCase):
             "model.loss=\"l1\"": "model.loss='l1'",
             "train.dtype_policy=float8": "train.dtype_policy='float8'",
             "train.verbose=3": "train.verbose=3",
+            "optimizer.gradient_accumulation_steps=1": "optimizer.gradient_accumulation_steps=1",
         }
         for override, message in cases.items():
             with self.assertRaises(ValueError, msg=override) as ctx:
