@@ -246,7 +246,7 @@ def run_official(config, masks, warmup, steps, out):
     cfg = CONFIGS[config]
     shapes = raw["mask_shapes"][warmup:]
     return dict(
-        impl="official", config=config, masks="reference", step_ms=raw["median_ms"],
+        impl="official", config=config, masks="official", step_ms=raw["median_ms"],
         images_per_s=raw["imgs_per_s"], step_ms_all=raw["step_ms"], first_step_s=None,
         context_tokens=statistics.mean(s[0] for s in shapes),
         target_tokens=statistics.mean(s[1] for s in shapes),

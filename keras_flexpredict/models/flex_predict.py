@@ -183,8 +183,12 @@ class FlexPredict(keras.Model):
         ):
             if not part.built:  # parts deserialised from a config come built
                 part.build(shape)
-        # The teacher learns only by EMA: freeze every sublayer variable too.
+        # The teacher learns only by EMA: freeze every sublayer variable too, and the
+        # variables themselves (on torch a trainable variable records the autograd graph
+        # of the whole target forward pass, activations included, for no gradient).
         self.target_encoder.trainable = False
+        for variable in self.target_encoder.weights:
+            variable.trainable = False
         for teacher, student in self._teacher_student_pairs():
             teacher.assign(ops.copy(student))  # a fresh buffer: JAX donates both
         self.built = True
