@@ -4,16 +4,21 @@ import keras
 from keras import ops
 
 
-def shapes_may_vary():
-    """True where tensors are concrete and ops run one by one (the torch backend
-    outside `torch.compile`): there a step may take the shapes of its own masks, at
-    the cost of one host read per step. Compiled programs (JAX jit, tf.function, XLA,
-    torch.compile) keep static shapes, so they compile once."""
+def shapes_may_vary(tensor):
+    """True where `tensor` is concrete and ops run one by one (the torch backend
+    outside `torch.compile`, not a symbolic or meta-device trace): there a step may
+    take the shapes of its own masks, at the cost of one host read per step. Compiled
+    programs (JAX jit, tf.function, XLA, torch.compile) keep static shapes, so they
+    compile once."""
     if keras.backend.backend() != "torch":
         return False
     import torch
 
-    return not torch.compiler.is_compiling()
+    return (
+        isinstance(tensor, torch.Tensor)
+        and tensor.device.type != "meta"
+        and not torch.compiler.is_compiling()
+    )
 
 
 def trim_padding(masks):
@@ -22,7 +27,7 @@ def trim_padding(masks):
     The maskers put every real token before the padding (`MultiBlockMasker`: sorted
     indices, then padding), so slicing each slot axis to the batch's longest mask keeps
     every real token and drops only work on padding. Shapes then follow the masks,
-    so this is applied only where `shapes_may_vary()`; elsewhere `masks` come back as
+    so this is applied only where `shapes_may_vary`; elsewhere `masks` come back as
     they are.
 
     Args:
@@ -32,7 +37,7 @@ def trim_padding(masks):
     Returns:
         The same dict with `Kc`, `Kt` cut to the longest real mask of the batch.
     """
-    if not shapes_may_vary():
+    if not shapes_may_vary(masks["context_mask"]):
         return masks
     context = ops.sum(ops.cast(masks["context_mask"], "int32"), axis=-1)
     targets = ops.sum(ops.cast(masks["target_mask"], "int32"), axis=-1)
