@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test demo benchmark compare clean
+.PHONY: venv test demo benchmark compare growth clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ benchmark: venv
 # Our step beside the official StoP step (needs its clone in ../.mirror, see benchmarks/compare_official.py).
 compare: venv
 	$(PY) -m benchmarks.compare_official
+	$(PY) -m benchmarks.run_all --report
+
+# Our step against batch (8, 32, 64) and image size (128, 160, 224), per backend.
+growth: venv
+	$(PY) -m benchmarks.growth
 	$(PY) -m benchmarks.run_all --report
 
 clean:

@@ -73,6 +73,8 @@ def write_benchmarks_md():
         masker=_read("masker_statistics.md"),
         compare=_read("compare_official.md"),
         compare_reading=_read("compare_official_reading.md"),
+        growth=_read("growth.md"),
+        cpu_findings=_read("cpu_findings.md"),
         data=_read("data_pipeline.md"),
         python=platform.python_version(),
     )
@@ -138,6 +140,16 @@ time / the fp32 matmul peak measured in the same round.
 {compare}
 
 {compare_reading}
+
+## CPU: growth with batch and image size
+
+`python -m benchmarks.growth`: our step alone (no official cell), one process per cell.
+
+{growth}
+
+## CPU: what was tried for speed, and what it gave
+
+{cpu_findings}
 
 ## CPU: 2 cores (the development machine)
 
