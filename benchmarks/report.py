@@ -74,6 +74,7 @@ def write_benchmarks_md():
         compare=_read("compare_official.md"),
         compare_reading=_read("compare_official_reading.md"),
         growth=_read("growth.md"),
+        growth_reading=_read("growth_reading.md"),
         cpu_findings=_read("cpu_findings.md"),
         data=_read("data_pipeline.md"),
         python=platform.python_version(),
@@ -146,6 +147,8 @@ time / the fp32 matmul peak measured in the same round.
 `python -m benchmarks.growth`: our step alone (no official cell), one process per cell.
 
 {growth}
+
+{growth_reading}
 
 ## CPU: what was tried for speed, and what it gave
 
