@@ -244,9 +244,12 @@ _NUMPY_OPS = types.SimpleNamespace(
 
 def _sample_masks(spec, backend, num_batches, batch_size, seed):
     """Masks `(num_batches, batch_size, ...)` with backend `backend` ops (or NumPy,
-    `"numpy"`, with an int seed) and one uniform draw from `seed` (a `SeedGenerator` or,
+    `"numpy"` or a `_numpy_rows` namespace, with an int seed) and one uniform draw from `seed` (a `SeedGenerator` or,
     on JAX, a seed tensor)."""
-    b = _NUMPY_OPS if backend == "numpy" else backend_utils.DynamicBackend(backend)
+    if isinstance(backend, types.SimpleNamespace):
+        b = backend  # NumPy ops (`_numpy_rows`)
+    else:
+        b = _NUMPY_OPS if backend == "numpy" else backend_utils.DynamicBackend(backend)
     groups, m, c = num_batches, spec.num_targets, spec.num_context_candidates
     n = spec.grid_size[0] * spec.grid_size[1]
     cut_context = spec.num_context_tokens < n and not spec.reference
@@ -317,8 +320,26 @@ def _reference_context_lengths(spec, num_images=4096):
     32 groups): a fixed-seed NumPy simulation with the layer's own sampler, cached per
     configuration."""
     num_batches = max(32, num_images // spec.reference_group_size)
-    masks = _sample_masks(spec, "numpy", num_batches, spec.reference_group_size, 0)
-    return np.asarray(masks["context_mask"]).sum(-1).ravel()
+    # In chunks of at most 512 images, each taking its rows of the one seed-0 draw (the
+    # same numbers as a single call): the sampler's candidate tensors for all 4,096
+    # images at once would add ~0.2 GiB to the process's peak memory.
+    per_chunk = max(1, 512 // spec.reference_group_size)
+    lengths = []
+    for start in range(0, num_batches, per_chunk):
+        chunk = min(per_chunk, num_batches - start)
+        masks = _sample_masks(spec, _numpy_rows(start, num_batches), chunk, spec.reference_group_size, 0)
+        lengths.append(np.asarray(masks["context_mask"]).sum(-1).ravel())
+    return np.concatenate(lengths)
+
+
+def _numpy_rows(start, total):
+    """`_NUMPY_OPS` whose uniform draw of `(rows, ...)` is rows `start:start + rows` of
+    the draw of `(total, ...)` from the same seed."""
+
+    def uniform(shape, dtype, seed):
+        return np.random.default_rng(seed).random((total, *shape[1:]), dtype=dtype)[start : start + shape[0]]
+
+    return types.SimpleNamespace(**dict(vars(_NUMPY_OPS), random=types.SimpleNamespace(uniform=uniform)))
 
 
 def _reference_context_slots(lengths, tolerance=0.5):

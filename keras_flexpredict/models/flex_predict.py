@@ -123,11 +123,12 @@ class FlexPredict(keras.Model):
         }
         if len(set(grids.values())) != 1:
             raise ValueError(f"Encoder, predictor and masker must share one patch grid. Received: {grids}")
-        target_config = self.encoder.get_config()
-        # Created trainable and frozen in `build`: on TF, `trainable=False` in the
-        # config would leave the sublayers' variables trainable.
-        target_config.update(name="target_encoder", trainable=True)
-        self.target_encoder = ViTEncoder.from_config(target_config)
+        # Created trainable and frozen in `build`: on TF, `trainable=False` here would
+        # leave the sublayers' variables trainable. `architecture()`, not `get_config()`:
+        # Keras's serialiser would import TensorFlow (0.4 GiB) on every backend.
+        self.target_encoder = ViTEncoder(
+            **self.encoder.architecture(), dtype=self.encoder.dtype_policy, name="target_encoder"
+        )
 
         scalar = dict(shape=(), trainable=False, aggregation="only_first_replica")
         self.train_steps = self.add_weight(name="train_steps", initializer="zeros", dtype="int32", **scalar)

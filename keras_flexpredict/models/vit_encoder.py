@@ -188,6 +188,24 @@ class ViTEncoder(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            **self.architecture(),
+        }
+
+    def architecture(self):
+        """The constructor arguments that define this encoder's shape and arithmetic
+        (everything in `get_config` except `name`, `trainable` and `dtype`).
+
+        `ViTEncoder(**encoder.architecture(), dtype=encoder.dtype_policy)` builds an
+        untrained twin. Unlike `get_config`, it serialises nothing: Keras's serialiser
+        imports TensorFlow whenever it is installed (about 0.4 GiB of RSS and two
+        seconds on the JAX and torch backends).
+
+        Example:
+        >>> encoder = ViTEncoder(image_size=32, patch_size=8, hidden_dim=16, depth=1, num_heads=2)
+        >>> ViTEncoder(**encoder.architecture()).num_patches
+        16
+        """
+        return {
             "image_size": self.image_size,
             "patch_size": self.patch_size,
             "hidden_dim": self.hidden_dim,
