@@ -96,9 +96,7 @@ def load_preset(directory, **overrides):
         build_for_loading(model)
     model.load_weights(os.path.join(directory, WEIGHTS_FILE))
     if image_size is not None:
-        from keras_flexpredict.models.vit_encoder import ViTEncoder
-
-        model = ViTEncoder.resized(model, image_size)
+        model = model.with_image_size(image_size)
     return model
 
 
@@ -106,7 +104,5 @@ def build_for_loading(model):
     """Builds a model deserialised from its config so that its weights can load."""
     if hasattr(model, "image_size") and hasattr(model, "num_channels"):
         model.build((None, *model.image_size, model.num_channels))
-    elif hasattr(model, "build_from_encoder"):
-        model.build_from_encoder()
     else:
         raise ValueError(f"Cannot build {model.__class__.__name__} before loading its weights.")
