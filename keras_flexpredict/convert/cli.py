@@ -26,6 +26,7 @@ largest absolute difference of every output is printed, and above `--tolerance`
 nothing is written and the command fails.
 """
 
+import json
 import os
 import sys
 
@@ -44,6 +45,7 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("model", "encoder", "encoder or flexpredict.", flag_values=fv)
     flags.DEFINE_string("which", "target_encoder", "Encoder to write: target_encoder or encoder.", flag_values=fv)
     flags.DEFINE_string("positional_noise", "stop", "flexpredict: stop (StoP) or none (I-JEPA's mask token).", flag_values=fv)
+    flags.DEFINE_string("masker", None, "flexpredict: JSON dict of MultiBlockMasker arguments (e.g. for small grids).", flag_values=fv)
     flags.DEFINE_integer("num_heads", None, "Attention heads, when the width does not tell.", flag_values=fv)
     flags.DEFINE_integer("image_size", None, "Convert for this input size (default: the source's).", flag_values=fv)
     flags.DEFINE_bool("check", True, "Compare with a PyTorch forward of the source on a random batch.", flag_values=fv)
@@ -78,6 +80,15 @@ def _check_flags(fv):
             raise ValueError(f"--{name} must be positive. Received: {name}={value}")
     if not fv.tolerance > 0:
         raise ValueError(f"--tolerance must be positive. Received: tolerance={fv.tolerance}")
+    if fv.masker is not None:
+        if fv.model != "flexpredict" or kind != "official":
+            raise ValueError(f"--masker applies to --model=flexpredict from an official checkpoint. Received: masker={fv.masker!r}")
+        try:
+            masker = json.loads(fv.masker)
+        except ValueError:
+            masker = None
+        if not isinstance(masker, dict):
+            raise ValueError(f"--masker must be a JSON object. Received: masker={fv.masker!r}")
     if os.path.exists(fv.output) and not fv.overwrite:
         raise ValueError(f"--output exists; pass --overwrite to replace it. Received: output={fv.output!r}")
     return kind
@@ -189,6 +200,8 @@ def convert(fv):
         kwargs = {}
         if kind == "official":
             kwargs = dict(positional_noise=fv.positional_noise, num_heads=fv.num_heads, image_size=fv.image_size)
+            if fv.masker:
+                kwargs["masker"] = json.loads(fv.masker)
         model = load_flexpredict(source, verbose=verbose, **kwargs)
     else:
         kwargs = dict(num_heads=fv.num_heads) if kind == "official" else {}

@@ -133,3 +133,17 @@ class HuggingFaceIJepaTest(TestCase):
             json.dump({"model_type": "vit"}, f)
         with self.assertRaisesRegex(ValueError, "neither a preset folder nor a Hugging Face I-JEPA folder"):
             kfp.models.ViTEncoder.from_preset(folder)
+
+    def test_convert_cli__checked_against_transformers(self):
+        from absl import flags
+
+        from keras_flexpredict.convert import cli
+
+        fv = flags.FlagValues()
+        cli.define_flags(fv)
+        out = os.path.join(self.get_temp_dir(), "ijepa.keras")
+        fv(["cli", f"--source={self.folder}", f"--output={out}", "--verbose=0"])
+        result = cli.convert(fv)
+        self.assertLessEqual(result["self_check"]["last_hidden_state (transformers)"], TOLERANCE)
+        loaded = kfp.models.ViTEncoder.from_preset(out)
+        self.assertLessEqual(np.max(np.abs(_np(loaded(self.images)) - self.hf_forward(self.images))), TOLERANCE)
