@@ -71,6 +71,9 @@ class FlexPredict(keras.Model):
     Use `JEPAAdamW` (or `kfp.optimizers.make_jepa_optimizer`) so that the learning-rate
     and weight-decay schedules count real updates too.
 
+    The released StoP / I-JEPA weights load with `from_official_checkpoint`; a model
+    goes out with `save_to_preset` (docs/pretrained.md).
+
     Args:
         encoder: a `ViTEncoder` (or its config). The context encoder.
         predictor: a `JEPAPredictor` (or its config).

@@ -20,6 +20,10 @@ class ViTEncoder(keras.Model):
     added (so each keeps its position), and slots whose `context_mask` is False are
     padding: they are never attended to and come out as zeros.
 
+    Pretrained weights: `from_official_checkpoint` (the official I-JEPA / StoP
+    `.pth.tar`), `from_preset` (preset folders, Hugging Face I-JEPA folders, `hf://`);
+    `save_to_preset` writes a shareable folder (docs/pretrained.md).
+
     Args:
         image_size: int or `(h, w)`. Input resolution; multiple of `patch_size`.
         patch_size: int. Defaults to 16.
