@@ -1,5 +1,6 @@
 import os
 
+import keras
 import numpy as np
 
 import keras_flexpredict as kfp
@@ -11,17 +12,15 @@ def tiny_encoder():
 
 
 class ViTClassifierTest(TestCase):
-    def test_fit_save_and_reload(self):
+    def test_compile_defaults_save_and_reload(self):
+        # Fitting is exercised by tests/recipes/fine_tune_test.py.
         classifier = kfp.models.ViTClassifier(tiny_encoder(), num_classes=3, last_n_layers=2, dropout=0.1)
         self.run_config_round_trip_test(classifier)
         classifier.compile()
+        self.assertIsInstance(classifier.optimizer, keras.optimizers.AdamW)
+        self.assertTrue(classifier.loss.from_logits)
         images = np.random.default_rng(0).standard_normal((4, 16, 16, 3)).astype("float32")
-        labels = np.array([0, 1, 2, 0])
-        before = np.array(classifier.encoder.blocks[0].qkv.kernel)
-        history = classifier.fit(images, labels, epochs=1, batch_size=4, verbose=0)
-        self.assertTrue(np.isfinite(history.history["loss"][0]))
-        self.assertIn("accuracy", history.history)
-        self.assertGreater(np.max(np.abs(np.array(classifier.encoder.blocks[0].qkv.kernel) - before)), 0)
+        self.assertEqual(tuple(classifier(images).shape), (4, 3))
         self.run_saving_test(classifier, lambda m: m(images, training=False))
         folder = classifier.save_to_preset(os.path.join(self.get_temp_dir(), "clf"))
         reloaded = kfp.models.ViTClassifier.from_preset(folder, num_classes=3)

@@ -26,3 +26,8 @@ class FineTuneExampleTest(TestCase):
         self.assertTrue(0.0 <= result["test_accuracy"] <= 1.0)
         classifier = kfp.models.ViTClassifier.from_preset(output, num_classes=3)
         self.assertEqual(classifier.encoder.image_size, (96, 96))
+        # The whole encoder was fine-tuned, starting from the checkpoint's target encoder.
+        start = kfp.models.ViTEncoder.from_official_checkpoint(SHARED, num_heads=2, verbose=False)
+        self.assertGreater(
+            np.max(np.abs(np.asarray(classifier.encoder.blocks[0].qkv.kernel) - np.asarray(start.blocks[0].qkv.kernel))), 0
+        )
