@@ -159,6 +159,10 @@ class ViTEncoder(keras.Model):
             raise
 
     @classmethod
+    def presets(cls):
+        return sorted(VIT_PRESETS)
+
+    @classmethod
     def from_official_checkpoint(cls, path, which="target_encoder", num_heads=None, image_size=None, verbose=True, **overrides):
         """An encoder of an official I-JEPA / StoP `.pth.tar` checkpoint.
 
