@@ -9,7 +9,7 @@ from keras_flexpredict import models
 from keras_flexpredict import optimizers
 from keras_flexpredict.version import __version__
 
-_LAZY = ("data", "evaluation")  # need TensorFlow / scikit-learn: imported on first use
+_LAZY = ("data", "evaluation", "convert")  # imported on first use (TensorFlow / scikit-learn / torch)
 
 
 def __getattr__(name):

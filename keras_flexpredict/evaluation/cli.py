@@ -5,10 +5,14 @@ Usage:
     python -m keras_flexpredict.evaluation.cli --encoder=encoder.keras \
         --protocol=all --data=procedural --output=results.json
 
-    python -m keras_flexpredict.evaluation.cli --encoder=encoder.keras \
+    python -m keras_flexpredict.evaluation.cli --encoder=IN1K-vit.h.14-300e.pth.tar \
         --protocol=logreg --data=folder:/data/imagenet \
         --subset_file=1percent.txt --output=results.json
 
+`--encoder` is a `.keras` encoder, or pretrained weights converted on the fly: a preset
+folder, a Hugging Face I-JEPA folder or `hf://` handle, or an official I-JEPA / StoP
+`.pth.tar` (its target encoder; `--num_heads` when the width does not tell them; see
+`python -m keras_flexpredict.convert` to convert once and keep the result).
 `--data=procedural` uses `keras_flexpredict.data.procedural_shapes_dataset` (`--num_train`
 images drawn with `--seed`, `--num_test` with `--seed + 1`, label `--label`).
 `--data=folder:<root>` uses `keras_flexpredict.data.image_folder_dataset` on
@@ -58,7 +62,11 @@ LINEAR_DEFAULTS = {
 def define_flags(flag_values=flags.FLAGS):
     """Defines the CLI's flags on `flag_values` (the global absl FLAGS by default)."""
     fv = flag_values
-    flags.DEFINE_string("encoder", None, "Path of the .keras encoder to probe.", flag_values=fv)
+    flags.DEFINE_string(
+        "encoder", None,
+        "Encoder to probe: a .keras file, a preset folder, a Hugging Face I-JEPA folder, an hf:// handle "
+        "or an official .pth.tar (its target encoder).", flag_values=fv)
+    flags.DEFINE_integer("num_heads", None, "Official .pth.tar: attention heads, when the width does not tell.", flag_values=fv)
     flags.DEFINE_string("protocol", "all", "linear, logreg, knn, all, or a comma list.", flag_values=fv)
     flags.DEFINE_string("data", "procedural", "procedural or folder:<root>.", flag_values=fv)
     flags.DEFINE_string("subset_file", None, "folder: keep only the training images this file lists.", flag_values=fv)
@@ -199,8 +207,11 @@ def run_probes(train_features, train_labels, test_features, test_labels, protoco
 def _check_flags(fv):
     if not fv.encoder:
         raise ValueError(f"--encoder is required. Received: encoder={fv.encoder!r}")
-    if not os.path.isfile(fv.encoder):
-        raise ValueError(f"--encoder must be an existing .keras file. Received: encoder={fv.encoder!r}")
+    if not (os.path.isfile(fv.encoder) or os.path.isdir(fv.encoder) or fv.encoder.startswith("hf://")):
+        raise ValueError(
+            "--encoder must be an existing .keras file, preset or Hugging Face folder, official checkpoint, "
+            f"or an hf:// handle. Received: encoder={fv.encoder!r}"
+        )
     protocols = parse_protocols(fv.protocol)
     kind, root = parse_data_spec(fv.data)
     if fv.subset_file is not None:
@@ -259,7 +270,13 @@ def evaluate(fv):
     from keras_flexpredict.evaluation.feature_extraction import extract_features_of_splits
     from keras_flexpredict.evaluation.result_io import write_result_json
 
-    encoder = keras.saving.load_model(fv.encoder, compile=False)
+    if fv.encoder.endswith(".keras"):
+        encoder = keras.saving.load_model(fv.encoder, compile=False)
+    else:  # pretrained weights: converted on the fly (see keras_flexpredict.convert)
+        from keras_flexpredict.convert.sources import load_encoder
+
+        official = fv.encoder.endswith((".pth.tar", ".pth", ".pt", ".tar", ".ckpt"))
+        encoder = load_encoder(fv.encoder, verbose=bool(fv.verbose), **({"num_heads": fv.num_heads} if official else {}))
     image_size = _encoder_image_size(encoder, fv.image_size)
 
     # Which fixed-feature set each protocol reads (folder data: by evaluation transform;

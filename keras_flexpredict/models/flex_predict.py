@@ -71,6 +71,9 @@ class FlexPredict(keras.Model):
     Use `JEPAAdamW` (or `kfp.optimizers.make_jepa_optimizer`) so that the learning-rate
     and weight-decay schedules count real updates too.
 
+    The released StoP / I-JEPA weights load with `from_official_checkpoint`; a model
+    goes out with `save_to_preset` (docs/pretrained.md).
+
     Args:
         encoder: a `ViTEncoder` (or its config). The context encoder.
         predictor: a `JEPAPredictor` (or its config).
@@ -151,11 +154,28 @@ class FlexPredict(keras.Model):
     def from_preset(cls, preset, encoder=None, predictor=None, masker=None, **kwargs):
         """A randomly initialised model of a paper run, e.g.
         `"stop_vit_base_patch16_224_imagenet"` or `"ijepa_vit_huge_patch14_224_imagenet"`.
-        `encoder`, `predictor`, `masker` are dicts overriding constructor arguments."""
-        if preset not in FLEXPREDICT_PRESETS:
-            raise ValueError(
-                f"Unknown preset. Choose one of {sorted(FLEXPREDICT_PRESETS)}. Received: preset={preset!r}"
-            )
+        `encoder`, `predictor`, `masker` are dicts overriding constructor arguments.
+
+        `preset` may also be a preset folder written by `save_to_preset` (or an
+        `hf://` handle of one), an official `.pth.tar` checkpoint (as
+        `from_official_checkpoint`, `kwargs` passed on) or a `.keras` file."""
+        if not (isinstance(preset, str) and preset in FLEXPREDICT_PRESETS):
+            from keras_flexpredict.convert.sources import load_flexpredict
+
+            pretrained = dict(kwargs)
+            for key, value in (("encoder", encoder), ("predictor", predictor), ("masker", masker)):
+                if value is not None:
+                    pretrained[key] = value
+            try:
+                return load_flexpredict(preset, **pretrained)
+            except ValueError as e:
+                if "Unknown model source" in str(e):
+                    raise ValueError(
+                        f"Unknown preset. Choose one of {sorted(FLEXPREDICT_PRESETS)}, or pass a preset "
+                        f"folder, an hf:// handle, an official checkpoint or a .keras file. "
+                        f"Received: preset={preset!r}"
+                    ) from None
+                raise
         spec = copy.deepcopy(FLEXPREDICT_PRESETS[preset])
         encoder_config = dict(VIT_PRESETS[spec["encoder"]], **(encoder or {}))
         vit = ViTEncoder(name="context_encoder", **encoder_config)
@@ -174,6 +194,57 @@ class FlexPredict(keras.Model):
     @classmethod
     def presets(cls):
         return sorted(FLEXPREDICT_PRESETS)
+
+    @classmethod
+    def from_official_checkpoint(
+        cls, path, positional_noise="stop", num_heads=None, image_size=None, verbose=True, **overrides
+    ):
+        """The whole system of an official StoP or I-JEPA `.pth.tar` checkpoint:
+        context encoder, target encoder and predictor with their trained weights.
+
+        The architecture comes from the tensors (patch, widths, depths, MLP widths,
+        grid); the heads from the encoder width (192: 3, 384: 6, 768: 12, 1024 / 1280
+        / 1408: 16) or `num_heads` (the predictor uses the encoder's, as the official
+        code). A missing, extra or mis-shaped key raises, naming the key and both
+        shapes, before any model is built. The file is memory-mapped and copied one
+        tensor at a time. Needs PyTorch to read the file (any Keras backend).
+
+        Args:
+            path: the checkpoint (`encoder`, `predictor`, `target_encoder`, with or
+                without DDP's `module.` prefix).
+            positional_noise: `"stop"` (StoP checkpoints: masked tokens are
+                `psi + A n + b`; StoP's unused mask token is ignored) or `"none"`
+                (I-JEPA checkpoints: loads the predictor's `mask_token`).
+                Defaults to `"stop"`.
+            num_heads: int or None.
+            image_size: int, `(h, w)` or None. Another resolution (the sin-cos tables
+                are recomputed for the new grid, other tables resampled bicubically).
+            verbose: bool. Progress bar. Defaults to True.
+            **overrides: `encoder`, `predictor`, `masker` (dicts of constructor
+                arguments, e.g. `predictor=dict(sigma=0.2)`, `masker=dict(min_keep=4)`;
+                sigma defaults to 0.2 for width 1280 and 0.25 otherwise; the masker to
+                the paper's) and `FlexPredict` arguments (`loss`, `name`).
+
+        Example:
+        >>> model = FlexPredict.from_official_checkpoint("vit-b16.pth.tar")  # doctest: +SKIP
+        >>> model.compile()  # doctest: +SKIP
+        >>> model.fit(images, epochs=1)  # continue pretraining  # doctest: +SKIP
+        """
+        from keras_flexpredict.convert.official import official_flexpredict
+
+        return official_flexpredict(
+            path, positional_noise=positional_noise, num_heads=num_heads, image_size=image_size,
+            verbose=verbose, **overrides,
+        )
+
+    def save_to_preset(self, directory):
+        """Writes the model (both encoders, predictor, masker, EMA state) as a preset
+        folder (`config.json`, `model.weights.h5`, `metadata.json`, the keras-hub
+        layout), atomically; reload with `FlexPredict.from_preset(directory)` on any
+        backend. For the encoder alone use `model.target_encoder.save_to_preset`."""
+        from keras_flexpredict.models.preset_io import save_preset
+
+        return save_preset(self, directory)
 
     def build(self, images_shape):
         images_shape = tuple(images_shape)

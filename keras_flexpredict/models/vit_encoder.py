@@ -20,6 +20,10 @@ class ViTEncoder(keras.Model):
     added (so each keeps its position), and slots whose `context_mask` is False are
     padding: they are never attended to and come out as zeros.
 
+    Pretrained weights: `from_official_checkpoint` (the official I-JEPA / StoP
+    `.pth.tar`), `from_preset` (preset folders, Hugging Face I-JEPA folders, `hf://`);
+    `save_to_preset` writes a shareable folder (docs/pretrained.md).
+
     Args:
         image_size: int or `(h, w)`. Input resolution; multiple of `patch_size`.
         patch_size: int. Defaults to 16.
@@ -123,19 +127,117 @@ class ViTEncoder(keras.Model):
 
     @classmethod
     def from_preset(cls, preset, **kwargs):
-        """Builds a randomly initialised encoder of a standard size, e.g.
-        `"vit_base_patch16_224"`; `kwargs` override the preset's arguments."""
-        if preset not in VIT_PRESETS:
-            raise ValueError(
-                f"Unknown preset. Choose one of {sorted(VIT_PRESETS)}. Received: preset={preset!r}"
-            )
-        config = copy.deepcopy(VIT_PRESETS[preset])
-        config.update(kwargs)
-        return cls(**config)
+        """An encoder of a standard size or with pretrained weights.
+
+        `preset` is one of:
+        - a size name, e.g. `"vit_base_patch16_224"` (`ViTEncoder.presets()`): random
+          weights, `kwargs` override its constructor arguments;
+        - a preset folder written by `save_to_preset` (also a `FlexPredict` one: its
+          target encoder);
+        - a Hugging Face `IJepaModel` folder (`config.json` + `model.safetensors`, the
+          layout of `facebook/ijepa_vith14_1k`), or an `hf://<owner>/<name>` handle
+          where the network allows;
+        - an official I-JEPA / StoP `.pth.tar` (as `from_official_checkpoint`), or a
+          `.keras` file.
+
+        For pretrained sources `kwargs` may hold `image_size` (load at another
+        resolution: a sin-cos table is recomputed for the new grid, any other table
+        resampled bicubically), `which` (`"target_encoder"` or `"encoder"`), `verbose`,
+        and for conversions other constructor arguments. See docs/pretrained.md.
+        """
+        if isinstance(preset, str) and preset in VIT_PRESETS:
+            config = copy.deepcopy(VIT_PRESETS[preset])
+            config.update(kwargs)
+            return cls(**config)
+        from keras_flexpredict.convert.sources import load_encoder
+
+        try:
+            return load_encoder(preset, **kwargs)
+        except ValueError as e:
+            if "Unknown model source" in str(e):
+                raise ValueError(f"{e} Preset names: {sorted(VIT_PRESETS)}.") from None
+            raise
 
     @classmethod
     def presets(cls):
         return sorted(VIT_PRESETS)
+
+    @classmethod
+    def from_official_checkpoint(cls, path, which="target_encoder", num_heads=None, image_size=None, verbose=True, **overrides):
+        """An encoder of an official I-JEPA / StoP `.pth.tar` checkpoint.
+
+        The architecture is read from the tensors (patch, width, depth, MLP width,
+        grid); the heads from the width (192: 3, 384: 6, 768: 12, 1024 / 1280 / 1408:
+        16) or `num_heads`. A missing, extra or mis-shaped key raises before any model
+        is built. Needs PyTorch to read the file (any Keras backend).
+
+        Args:
+            path: the checkpoint (keys `encoder`, `predictor`, `target_encoder`, with or
+                without DDP's `module.` prefix; or a bare encoder state dict).
+            which: `"target_encoder"` (the EMA teacher, evaluated in the papers) or
+                `"encoder"`. Defaults to `"target_encoder"`.
+            num_heads: int or None.
+            image_size: int, `(h, w)` or None (the checkpoint's resolution).
+            verbose: bool. Progress bar. Defaults to True.
+            **overrides: other constructor arguments (e.g. `layer_norm_epsilon`).
+
+        Example:
+        >>> encoder = ViTEncoder.from_official_checkpoint(  # doctest: +SKIP
+        ...     "IN1K-vit.h.14-300e.pth.tar")
+        >>> encoder(images).shape  # doctest: +SKIP
+        (8, 256, 1280)
+        """
+        from keras_flexpredict.convert.official import official_encoder
+
+        return official_encoder(
+            path, which=which, num_heads=num_heads, image_size=image_size, verbose=verbose, **overrides
+        )
+
+    def save_to_preset(self, directory):
+        """Writes the encoder as a preset folder (`config.json`, `model.weights.h5`,
+        `metadata.json`, the keras-hub layout), atomically; reload it on any backend
+        with `ViTEncoder.from_preset(directory)`.
+
+        Example:
+        >>> import tempfile
+        >>> encoder = ViTEncoder(image_size=16, patch_size=8, hidden_dim=8, depth=1, num_heads=2)
+        >>> folder = encoder.save_to_preset(tempfile.mkdtemp() + "/tiny")
+        >>> ViTEncoder.from_preset(folder).hidden_dim
+        8
+        """
+        from keras_flexpredict.models.preset_io import save_preset
+
+        if not self.built:
+            self.build((None, *self.image_size, self.num_channels))
+        return save_preset(self, directory)
+
+    def with_image_size(self, image_size):
+        """A copy of this encoder (same weights, trainable) for another input
+        resolution: the positional table is recomputed when it is the sin-cos table,
+        resampled bicubically otherwise.
+
+        Example:
+        >>> encoder = ViTEncoder(image_size=32, patch_size=8, hidden_dim=8, depth=1, num_heads=2)
+        >>> encoder.with_image_size(48)(np.zeros((1, 48, 48, 3), "float32")).shape
+        (1, 36, 8)
+        """
+        from keras_flexpredict.convert.positional_tables import positional_table_for_grid
+
+        if not self.built:
+            self.build((None, *self.image_size, self.num_channels))
+        config = dict(self.get_config(), image_size=image_size, trainable=True)
+        clone = ViTEncoder.from_config(config)
+        clone.build((None, *clone.image_size, clone.num_channels))
+        table = self.positional_embedding.embeddings
+        for source, target in zip(self.weights, clone.weights):
+            if source is table:
+                value, _ = positional_table_for_grid(
+                    ops.convert_to_numpy(source.value), self.grid_size, clone.grid_size
+                )
+            else:
+                value = ops.convert_to_numpy(source.value)
+            target.assign(value)
+        return clone
 
     def build(self, images_shape):
         images_shape = tuple(images_shape)
