@@ -108,7 +108,7 @@ class TrainingDiagnosticsTest(TestCase):
         callbacks = [frozen_ema(), diagnostics]
         if csv_path:
             callbacks.append(keras.callbacks.CSVLogger(csv_path))
-        model.compile(optimizer="adamw")
+        model.compile(optimizer="adamw", run_eagerly=True)  # no compile time: the test stays ~1 s
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             history = model.fit(images, batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
