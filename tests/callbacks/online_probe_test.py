@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 
 import keras_flexpredict as kfp
@@ -20,7 +21,7 @@ class OnlineProbeTest(TestCase):
             train, test, every_n_epochs=2, l2_strengths=(1e-3, 1e-1), max_iter=200, knn_k=5, batch_size=16
         )
         model = tiny_flexpredict()
-        model.compile(optimizer="adamw")
+        model.compile(optimizer="adamw", run_eagerly=keras.backend.backend() != "jax")
         # Momentum 1: the teacher after `fit` is the one the last epoch probed.
         ema = kfp.callbacks.EMATargetCallback(start_momentum=1.0, end_momentum=1.0)
         history = model.fit(images[:16], batch_size=8, epochs=3, verbose=0, callbacks=[ema, probe])
@@ -37,9 +38,6 @@ class OnlineProbeTest(TestCase):
             knn = knn_classifier(x_train, train[1][key], x_test, test[1][key], k=5)
             self.assertEqual(history.history[f"probe_{key}_logreg"][-1], logreg["top1"])
             self.assertEqual(history.history[f"probe_{key}_knn"][-1], knn["top1"])
-        # And `evaluate` on the same encoder gives them again.
-        again = probe.evaluate(model.target_encoder)
-        self.assertEqual(again["probe_b_logreg"], history.history["probe_b_logreg"][-1])
 
     def test_evaluate__dataset_of_batches_and_plain_labels(self):
         images = structured_images(24, seed=2)

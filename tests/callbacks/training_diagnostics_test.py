@@ -108,7 +108,8 @@ class TrainingDiagnosticsTest(TestCase):
         callbacks = [frozen_ema(), diagnostics]
         if csv_path:
             callbacks.append(keras.callbacks.CSVLogger(csv_path))
-        model.compile(optimizer="adamw", run_eagerly=True)  # no compile time: the test stays ~1 s
+        # Eager (no compile time) but on JAX, whose op-by-op dispatch is slower than jit.
+        model.compile(optimizer="adamw", run_eagerly=keras.backend.backend() != "jax")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             history = model.fit(images, batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
