@@ -40,7 +40,7 @@ class AblationTest(TestCase):
         self.assertNotIn("ijepa", summary["vs_ijepa"])
         table = ablation.format_table(summary)
         self.assertIn("| StoP (sigma 0.25) | 30.0 ± 5.0 [±12.4] | 60.0 ± 10.0 [±24.8] |", table)
-        self.assertIn("| random init | -16.7 [±", table)
+        self.assertIn("| random init | -15.0 [±21.5] | -30.0 [±43.0] |", table)
 
     def test_run_ablation__minuscule_cell_table_figure_and_resume(self):
         out = self.get_temp_dir()
