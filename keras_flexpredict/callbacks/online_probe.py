@@ -71,7 +71,7 @@ class OnlineProbe(keras.callbacks.Callback):
         seed: int. Seed of the strength search's held-out split. Defaults to 0.
 
     Example:
-    >>> from keras_flexpredict.testing import tiny_flexpredict
+    >>> from keras_flexpredict.testing.tiny_models import tiny_flexpredict
     >>> model = tiny_flexpredict()
     >>> model.compile(optimizer="adamw")
     >>> rng = np.random.default_rng(0)

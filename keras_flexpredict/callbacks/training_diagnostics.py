@@ -74,7 +74,7 @@ class TrainingDiagnostics(keras.callbacks.Callback):
         seed: int. Seed of the fixed masks. Defaults to 0.
 
     Example:
-    >>> from keras_flexpredict.testing import tiny_flexpredict
+    >>> from keras_flexpredict.testing.tiny_models import tiny_flexpredict
     >>> model = tiny_flexpredict()
     >>> model.compile(optimizer="adamw")
     >>> images = np.random.rand(8, 32, 32, 3).astype("float32")
