@@ -32,6 +32,10 @@ class DemoTest(TestCase):
                     self.assertTrue(0.0 <= encoder[label][protocol] <= 1.0)
         self.assertEqual(saved["recipes"], {"stop": "stop_tiny_procedural", "ijepa": "ijepa_tiny_procedural"})
         self.assertEqual({k: len(v) for k, v in saved["loss_per_epoch"].items()}, {"stop": 1, "ijepa": 1})
+        # The training diagnostics (on by default in the recipes) reach the results and the figure.
+        self.assertEqual(
+            {k: len(v["target_rankme"]) for k, v in saved["diagnostics_per_epoch"].items()}, {"stop": 1, "ijepa": 1}
+        )
         for title in ("random init", "I-JEPA", "StoP"):
             self.assertIn(title, results["table"])
         with open(os.path.join(out, "demo.png"), "rb") as f:

@@ -19,6 +19,8 @@ A recipe is a JSON object with five sections whose keys are constructor argument
 - `train`: `epochs`, `steps_per_epoch` (None: the data set size // batch size),
   `checkpoint_every` (epochs; 0: none), `seed`, `output_dir`, `dtype_policy`,
   `steps_per_execution`, `verbose`.
+- `monitor` (optional): training diagnostics and an online probe, see
+  `recipes/monitoring.py` (diagnostics every epoch by default, probe off).
 
 A top-level `description` string is allowed. `--override=section.key=value` (also
 `model.encoder.depth=2`) sets one value; values are read as JSON when they parse as
@@ -382,8 +384,8 @@ def validate_config(config, name="recipe"):
     if not isinstance(config, dict):
         raise ValueError(f"A recipe must be a dict. Received: config={config!r}")
     for key in config:
-        if key != "description" and key not in SECTIONS:
-            _fail(key, config[key], f"is not a recipe section ({', '.join(SECTIONS)})")
+        if key not in ("description", "monitor") and key not in SECTIONS:
+            _fail(key, config[key], f"is not a recipe section ({', '.join(SECTIONS + ('monitor',))})")
     out = {"description": config.get("description", "")}
     for section in SECTIONS:
         given = config.get(section, {})
@@ -420,6 +422,10 @@ def validate_config(config, name="recipe"):
         raise ValueError(f"Recipe section `ema` is invalid: {e}") from None
     if train["output_dir"] is None:
         train["output_dir"] = os.path.join("runs", name)
+    # Diagnostics and online probe (recipes/monitoring.py).
+    from recipes import monitoring
+
+    out["monitor"] = monitoring.validate(config.get("monitor", {}), out["data"])
     return out
 
 

@@ -11,8 +11,8 @@ encoder both runs started from. Features are the mean over tokens of the last la
 the probes are L2-regularised logistic regression in its `protocol="search"` variant
 (with intercept, strength chosen on a held-out part of the probe's training split, not
 the official 1% protocol's fixed strength) and a kNN classifier. It prints a table, and writes
-`demo_output/results.json` and `demo_output/demo.png` (loss curves and probe
-accuracies). The pretraining runs go to `demo_output/runs/`.
+`demo_output/results.json` and `demo_output/demo.png` (loss curves, the training
+diagnostics of `kfp.callbacks.TrainingDiagnostics` and probe accuracies). The pretraining runs go to `demo_output/runs/`.
 
 The Keras backend defaults to TensorFlow, the steadiest on a loaded CPU for this model;
 `KERAS_BACKEND=jax` or `torch` overrides it.
@@ -41,6 +41,11 @@ ENCODERS = (("random", "random init"), ("ijepa", "I-JEPA"), ("stop", "StoP"))
 # candidate L2 strengths, chosen on a held-out 20%.
 LOGREG_PROTOCOL = "search"
 L2_STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1)
+# Columns of kfp.callbacks.TrainingDiagnostics kept in results.json.
+DIAGNOSTIC_COLUMNS = (
+    "target_std", "target_rankme", "context_projection_norm", "context_projection_bias_norm",
+    "prediction_variance", "diagnostics_time_s",
+)
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -126,16 +131,23 @@ def format_table(probes):
     return "\n".join(lines)
 
 
-def save_figure(path, summaries, probes, chance):
-    """Loss curves (left) and probe accuracies (right, dashed: chance) as a PNG,
-    written atomically."""
+def save_figure(path, summaries, probes, chance, diagnostics=None):
+    """Loss curves (left), the diagnostics of `kfp.callbacks.TrainingDiagnostics`
+    (middle: RankMe of the target features, solid, and the norm of the context
+    projection `A`, dashed, per epoch) and probe accuracies (right, dashed: chance)
+    as a PNG, written atomically. `diagnostics`: `{method: {column: [per epoch]}}`
+    (the runs' `log.csv`); the middle panel is left out without it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    diagnostics = {k: v for k, v in (diagnostics or {}).items() if "target_rankme" in v}
+    if diagnostics:
+        fig, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 4.5))
+    else:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for key, title, _ in METHODS:
         loss = summaries[key]["loss_per_epoch"]
         left.plot(np.arange(1, len(loss) + 1), loss, marker="o", markersize=3, label=title)
@@ -144,6 +156,26 @@ def save_figure(path, summaries, probes, chance):
     left.set_title("Pretraining loss")
     left.legend()
     left.grid(alpha=0.3)
+    if diagnostics:
+        norm_axis = middle.twinx()
+        for i, (key, title, _) in enumerate(METHODS):
+            if key not in diagnostics:
+                continue
+            log = diagnostics[key]
+            epochs = np.arange(1, len(log["target_rankme"]) + 1)
+            color = f"C{i}"
+            middle.plot(epochs, log["target_rankme"], color=color, marker="o", markersize=3,
+                        label=f"{title} RankMe")
+            norm_axis.plot(epochs, log["context_projection_norm"], color=color, linestyle="dashed",
+                           label=f"{title} |A|")
+        middle.set_xlabel("epoch")
+        middle.set_ylabel("RankMe of target features (solid)")
+        norm_axis.set_ylabel("Frobenius norm of A (dashed)")
+        middle.set_title("Diagnostics on a fixed batch")
+        lines = middle.get_legend_handles_labels()
+        more = norm_axis.get_legend_handles_labels()
+        middle.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="best")
+        middle.grid(alpha=0.3)
 
     groups = [(label, protocol) for label in PROBE_LABELS for protocol in ("logreg", "knn")]
     width = 0.8 / len(ENCODERS)
@@ -225,7 +257,8 @@ def run_demo(output_dir="demo_output", overrides=(), num_probe_train=2000, num_p
 
     table = format_table(probes)
     chance = {label: 1.0 / num_classes[label] for label in PROBE_LABELS}
-    figure = save_figure(os.path.join(output_dir, "demo.png"), summaries, probes, chance)
+    diagnostics = {key: pretrain.read_csv_log(summaries[key]["paths"]["log_csv"]) for key, _, _ in METHODS}
+    figure = save_figure(os.path.join(output_dir, "demo.png"), summaries, probes, chance, diagnostics)
     times["total"] = round(time.time() - start, 1)
     results = {
         "backend": keras.backend.backend(),
@@ -248,6 +281,9 @@ def run_demo(output_dir="demo_output", overrides=(), num_probe_train=2000, num_p
         "chance": chance,
         "final_loss": {key: summaries[key]["final_loss"] for key, _, _ in METHODS},
         "loss_per_epoch": {key: summaries[key]["loss_per_epoch"] for key, _, _ in METHODS},
+        "diagnostics_per_epoch": {
+            key: {k: v for k, v in diagnostics[key].items() if k in DIAGNOSTIC_COLUMNS} for key, _, _ in METHODS
+        },
         "wall_time_s": times,
         "table": table,
         "figure": os.path.abspath(figure),

@@ -16,7 +16,8 @@ naming it.
 Everything goes to `train.output_dir` (default `runs/<recipe name>`):
 
     config.json          the resolved recipe (a rerun must match it)
-    log.csv              loss, learning rate, weight decay, EMA momentum per epoch
+    log.csv              loss, learning rate, weight decay, EMA momentum per epoch,
+                         and the diagnostics / online probe of the `monitor` section
     tensorboard/         the same for TensorBoard
     checkpoints/         epoch_NNNN.weights.h5 every `train.checkpoint_every` epochs
     backup/              Keras BackupAndRestore state (removed when the run ends)
@@ -114,7 +115,11 @@ def _check_same_run(config, path):
     with open(path, encoding="utf-8") as f:
         saved = _flatten(json.load(f))
     current = _flatten(_as_json(config))
-    keys = sorted(k for k in set(saved) | set(current) if k not in _IGNORED_ON_RERUN and saved.get(k) != current.get(k))
+    keys = sorted(
+        k for k in set(saved) | set(current)
+        # Monitoring only reads the model: it may change between a run and its resume.
+        if k not in _IGNORED_ON_RERUN and not k.startswith("monitor.") and saved.get(k) != current.get(k)
+    )
     if keys:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys)
         raise ValueError(
@@ -220,6 +225,7 @@ def run(config, name="recipe", extra_callbacks=(), dist=None):
 
     from keras_flexpredict import distribution as kfp_distribution
     from keras_flexpredict.callbacks import EMATargetCallback
+    from recipes import monitoring
     from recipes.atomic_model_checkpoint import AtomicModelCheckpoint
     from recipes.schedule_logger import ScheduleLogger
 
@@ -272,6 +278,7 @@ def run(config, name="recipe", extra_callbacks=(), dist=None):
         keras.callbacks.BackupAndRestore(paths["backup"], double_checkpoint=True, delete_checkpoint=False),
         EMATargetCallback(**config["ema"]),
         ScheduleLogger(),
+        *monitoring.make_callbacks(config),  # before the loggers, which then record them
     ]
     if chief:
         callbacks.append(keras.callbacks.CSVLogger(paths["log_csv"], append=True))
