@@ -58,7 +58,11 @@ LINEAR_DEFAULTS = {
 def define_flags(flag_values=flags.FLAGS):
     """Defines the CLI's flags on `flag_values` (the global absl FLAGS by default)."""
     fv = flag_values
-    flags.DEFINE_string("encoder", None, "Path of the .keras encoder to probe.", flag_values=fv)
+    flags.DEFINE_string(
+        "encoder", None,
+        "Path of the .keras encoder to probe (a whole FlexPredict file such as final.keras: its target encoder).",
+        flag_values=fv,
+    )
     flags.DEFINE_string("protocol", "all", "linear, logreg, knn, all, or a comma list.", flag_values=fv)
     flags.DEFINE_string("data", "procedural", "procedural or folder:<root>.", flag_values=fv)
     flags.DEFINE_string("subset_file", None, "folder: keep only the training images this file lists.", flag_values=fv)
@@ -119,6 +123,21 @@ def _encoder_image_size(encoder, image_size):
         "Cannot tell the encoder's input size; pass --image_size. "
         f"Received: image_size={image_size}"
     )
+
+
+def _as_encoder(model, path):
+    """The encoder to probe: a full `FlexPredict` file (the pretraining CLI's
+    `final.keras`) is probed through its target encoder, as its
+    `target_encoder.keras` export would be."""
+    from keras_flexpredict.models import FlexPredict
+
+    if isinstance(model, FlexPredict):
+        print(
+            f"{path} holds a whole FlexPredict model: probing its target encoder "
+            "(the pretraining CLI also exports it alone as target_encoder.keras)."
+        )
+        return model.target_encoder
+    return model
 
 
 def _procedural_label(fv):
@@ -259,7 +278,7 @@ def evaluate(fv):
     from keras_flexpredict.evaluation.feature_extraction import extract_features_of_splits
     from keras_flexpredict.evaluation.result_io import write_result_json
 
-    encoder = keras.saving.load_model(fv.encoder, compile=False)
+    encoder = _as_encoder(keras.saving.load_model(fv.encoder, compile=False), fv.encoder)
     image_size = _encoder_image_size(encoder, fv.image_size)
 
     # Which fixed-feature set each protocol reads (folder data: by evaluation transform;

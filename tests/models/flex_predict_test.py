@@ -122,6 +122,33 @@ class FlexPredictTest(TestCase):
         for want, have, var in zip(teacher, weights_np(model.target_encoder), model.target_encoder.weights):
             np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6, err_msg=var.path)
 
+    def test_call_training_outside_fit__advances_no_schedule(self):
+        model = tiny_flexpredict()
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-2))
+        callback = kfp.callbacks.EMATargetCallback(start_momentum=0.5, end_momentum=1.0, total_steps=10)
+        images = structured_images(8)
+        model.fit(images, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+
+        def snapshot():
+            return (
+                [int(to_numpy(v)) for v in (model.train_steps, model.ema_updates, model.optimizer.iterations)],
+                float(to_numpy(model.momentum_at(model.train_steps.value))),
+                weights_np(model.target_encoder),
+            )
+
+        counters, momentum, teacher = snapshot()
+        self.assertEqual(counters, [1, 1, 1])
+        for _ in range(3):
+            model(images, training=True)
+        after = snapshot()
+        self.assertEqual(after[0], counters)
+        self.assertEqual(after[1], momentum)
+        for a, b in zip(teacher, after[2]):
+            np.testing.assert_array_equal(a, b)
+        # The next fit continues the schedule where the first one stopped.
+        model.fit(images, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+        self.assertEqual([int(to_numpy(v)) for v in (model.train_steps, model.ema_updates)], [2, 2])
+
     def test_fit__no_gradient_reaches_teacher(self):
         model = tiny_flexpredict()
         self.assertEqual(model.target_encoder.trainable_weights, [])
