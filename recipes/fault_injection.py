@@ -1,6 +1,6 @@
-"""Deterministic kill points for fault-injection tests of the pretraining CLI.
+"""Deterministic faults for fault-injection tests of the pretraining CLI.
 
-Set `KFP_KILL_AT=<point>` in the environment of `python -m recipes.pretrain` and the
+Set `KFP_FAULT_AT=<point>` in the environment of `python -m recipes.pretrain` and the
 process kills itself with SIGKILL (no cleanup, no `finally`, as a lost machine) when
 it reaches that point:
 
@@ -12,6 +12,9 @@ it reaches that point:
 - `export:1`      after `final.keras` is written, before `target_encoder.keras`;
 - `export:2`      after both exports, before `summary.json`.
 
+or, with `nan:K`, sets the first trainable weight to NaN after training step K (a
+divergence at a known step, on every backend).
+
 Unset (the normal case), every hook is a no-op.
 """
 
@@ -20,22 +23,23 @@ import signal
 
 import keras
 
-ENV = "KFP_KILL_AT"
+ENV = "KFP_FAULT_AT"
 
 
 def requested():
-    """The kill point of this process (`KFP_KILL_AT`), or None."""
+    """The fault point of this process (`KFP_FAULT_AT`), or None."""
     return os.environ.get(ENV) or None
 
 
 def kill_point(kind, index):
-    """SIGKILLs this process if `KFP_KILL_AT` is `f"{kind}:{index}"`."""
+    """SIGKILLs this process if `KFP_FAULT_AT` is `f"{kind}:{index}"`."""
     if requested() == f"{kind}:{int(index)}":
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class KillAtStep(keras.callbacks.Callback):
-    """Calls `kill_point("step", k)` after every training step `k` of the run."""
+class FaultAtStep(keras.callbacks.Callback):
+    """After every training step `k` of the run: `kill_point("step", k)`, and the
+    `nan:k` fault (the first trainable weight set to NaN)."""
 
     def __init__(self):
         super().__init__()
@@ -45,5 +49,10 @@ class KillAtStep(keras.callbacks.Callback):
         self._epoch = int(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
-        steps = int(self.params.get("steps") or 0)
-        kill_point("step", self._epoch * steps + int(batch) + 1)
+        step = self._epoch * int(self.params.get("steps") or 0) + int(batch) + 1
+        kill_point("step", step)
+        if requested() == f"nan:{step}":
+            if hasattr(self.model, "jax_state_sync"):
+                self.model.jax_state_sync()  # JAX: the next step reads the variables again
+            variable = self.model.trainable_weights[0]
+            variable.assign(keras.ops.full(variable.shape, float("nan"), dtype=variable.dtype))

@@ -16,20 +16,32 @@ naming it.
 Everything goes to `train.output_dir` (default `runs/<recipe name>`):
 
     config.json          the resolved recipe (a rerun must match it)
-    log.csv              loss, learning rate, weight decay, EMA momentum per epoch
+    log.csv              loss, learning rate, weight decay, EMA momentum (and, for image
+                         data, skipped_images) per epoch
     tensorboard/         the same for TensorBoard
     checkpoints/         epoch_NNNN.weights.h5 every `train.checkpoint_every` epochs
-    backup/              Keras BackupAndRestore state (removed when the run ends)
+    backup/              the resume state (removed when the run is complete)
     final.keras          the trained FlexPredict (with its optimiser state)
     target_encoder.keras the target encoder alone, for
                          `python -m keras_flexpredict.evaluation.cli --encoder=...`
     summary.json         written last: the run is complete
 
-Resume: kill the run and start the same command again; it goes on from the last
-completed epoch (weights, optimiser, EMA and random states are restored by
-`keras.callbacks.BackupAndRestore`). The data pipeline restarts with a seed mixed
-with the resumed epoch, so a resumed run does not replay the first epochs' order.
-Running a completed recipe again only prints where its results are.
+The recipe, the model and the data (e.g. a folder without one decodable image) are
+checked before anything is written. Every file is written under a `.partial.` name and
+renamed when complete.
+
+Resume: kill the run at any moment (even with SIGKILL) and start the same command
+again; it goes on after the last completed epoch and ends with the same losses,
+checkpoints and weights as a run that was never stopped. The backup of an epoch
+(weights, optimiser, EMA counters, random states) is taken once its log row and
+checkpoint are written; every epoch's batches are a pure function of `(data.seed,
+epoch)` (the pipelines' `steps_per_epoch` mode; `tfds` data excepted). Running a
+completed recipe again only prints where its results are.
+
+Divergence: training stops at the first NaN or infinite loss or weight with a message
+naming the step and the value, before anything of that epoch is saved; the backup and
+the checkpoints keep the last good state, nothing is exported, and the command exits
+with status 3 (`EXIT_NON_FINITE`). Any other error exits with status 1.
 
 Several devices or hosts: `--distribution=data_parallel` (or another spec of
 `keras_flexpredict.distribution.configure`; launch commands in docs/distribution.md).
@@ -258,7 +270,7 @@ def _checkpoint_files(folder):
     return sorted(f for f in os.listdir(folder) if not f.startswith("."))
 
 
-def _diverged(error, paths, output_dir):
+def _diverged(error, paths):
     """`error` with what the run keeps: the resume point and the checkpoints."""
     from keras_flexpredict.callbacks import NonFiniteTrainingError
 
@@ -293,9 +305,9 @@ def run(config, name="recipe", extra_callbacks=(), dist=None):
     Args:
         config: dict, a validated recipe.
         name: str. The recipe's name, for messages and the summary.
-        extra_callbacks: Keras callbacks added after the recipe's own (after the
-            backup too: an epoch counts as done for a resumed run once the recipe's
-            callbacks have run for it).
+        extra_callbacks: Keras callbacks added after the recipe's own. The backup
+            of an epoch is taken when the next one begins, once every callback has
+            finished it: an epoch whose `on_epoch_end` raises is run again on resume.
         dist: the `DistributionContext` of `keras_flexpredict.distribution.configure`
             (which must run before the recipe is validated), or None for one device.
             Every process runs this function; the chief alone writes the logs,
@@ -402,7 +414,7 @@ def run(config, name="recipe", extra_callbacks=(), dist=None):
                 )
             )
     if fault_injection.requested():
-        callbacks.append(fault_injection.KillAtStep())
+        callbacks.append(fault_injection.FaultAtStep())
     callbacks.extend(extra_callbacks)
     try:
         model.fit(
@@ -422,7 +434,7 @@ def run(config, name="recipe", extra_callbacks=(), dist=None):
                 step=epochs * steps_per_epoch, epoch=epochs - 1, name=bad[0], value=bad[1],
             )
     except NonFiniteTrainingError as error:
-        raise _diverged(error, paths, output_dir) from None
+        raise _diverged(error, paths) from None
 
     # On every process (sharded variables are gathered); the chief writes each file
     # under a temporary name and renames it when complete.

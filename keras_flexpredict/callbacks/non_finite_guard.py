@@ -66,15 +66,15 @@ class NonFiniteGuard(keras.callbacks.TerminateOnNaN):
     def _steps(self):
         return (self.params or {}).get("steps")
 
-    def _step(self, batch):
+    def _where(self, batch):
+        """`(step, "step 7 (epoch 2, batch 3 of 4)")`; no step count when the
+        epoch length is unknown."""
         steps = self._steps()
-        return None if not steps else self._epoch * int(steps) + int(batch) + 1
-
-    def _where(self, step, batch):
-        steps = self._steps()
-        of = f" of {steps}" if steps else ""
-        at = f"step {step} (epoch {self._epoch + 1}, batch {batch + 1}{of})" if step else f"epoch {self._epoch + 1}, batch {batch + 1}"
-        return at
+        position = f"epoch {self._epoch + 1}, batch {batch + 1}" + (f" of {steps}" if steps else "")
+        if not steps:
+            return None, position
+        step = self._epoch * int(steps) + int(batch) + 1
+        return step, f"step {step} ({position})"
 
     def on_train_begin(self, logs=None):
         self._last_finite = None
@@ -83,20 +83,21 @@ class NonFiniteGuard(keras.callbacks.TerminateOnNaN):
         self._epoch = int(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
-        value = _as_float((logs or {}).get("loss")) if (logs or {}).get("loss") is not None else None
+        loss = (logs or {}).get("loss")
+        value = None if loss is None else _as_float(loss)
         if value is None:
             return
-        step = self._step(batch)
+        step, where = self._where(batch)
         if math.isfinite(value):
-            self._last_finite = (step, value)
+            self._last_finite = (where, value)
             return
         last = (
-            f" The last finite loss was {self._last_finite[1]:.6g} at step {self._last_finite[0]}."
+            f" The last finite loss was {self._last_finite[1]:.6g} at {self._last_finite[0]}."
             if self._last_finite
             else " No step of this run had a finite loss."
         )
         raise NonFiniteTrainingError(
-            f"Training diverged: the loss is {value} at {self._where(step, batch)}.{last} "
+            f"Training diverged: the loss is {value} at {where}.{last} "
             "Training stopped before anything of this epoch was saved.",
             step=step, epoch=self._epoch, batch=int(batch), name="loss", value=value,
         )

@@ -106,7 +106,9 @@ def check_epoch_arguments(steps_per_epoch, initial_epoch, training):
             )
         return
     if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
-        raise ValueError(f"`steps_per_epoch` must be a positive int or None. Received: steps_per_epoch={steps_per_epoch}")
+        raise ValueError(
+            f"`steps_per_epoch` must be a positive int or None. Received: steps_per_epoch={steps_per_epoch}"
+        )
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
         raise ValueError(f"`initial_epoch` must be an int >= 0. Received: initial_epoch={initial_epoch}")
     if not training:
