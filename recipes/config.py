@@ -377,6 +377,16 @@ def _check_data(data, encoder_image_size):
             _fail("data.num_images", num_images, f"must be at least data.batch_size ({batch_size})")
         if data.get("label", None) is not None:
             _fail("data.label", data["label"], "must be null for pretraining (images only)")
+        # The generator's own checks (sizes, noise, rotation), without generating.
+        from keras_flexpredict.data import procedural_shapes
+        from keras_flexpredict.data import procedural_shapes_dataset
+
+        defaults = {k: p.default for k, p in inspect.signature(procedural_shapes_dataset).parameters.items()}
+        args = {k: data.get(k, defaults[k]) for k in ("image_size", "max_count", "grid_size", "noise_std", "max_rotation")}
+        try:
+            procedural_shapes._validate(num_images, **args)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Recipe section `data` is invalid: {e}") from None
     elif source == "image_folder":
         root = data.get("root")
         if not isinstance(root, str) or not os.path.isdir(root):

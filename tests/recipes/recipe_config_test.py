@@ -200,6 +200,11 @@ class RecipeConfigTest(TestCase):
             self.validated("stop_tiny_procedural", ["model.encoder.layer_norm_epsilon=0"])
         with self.assertRaisesRegex(ValueError, "sigma=-1"):
             self.validated("stop_tiny_procedural", ["model.predictor.sigma=-1"])
+        for override in ("optimizer.beta_1=2", "optimizer.epsilon=0", "optimizer.global_clipnorm=-1",
+                         "data.noise_std=-1", "data.max_rotation=500"):
+            key, value = override.split("=")
+            with self.assertRaisesRegex(ValueError, f"{key.split('.')[1]}={value}", msg=override):
+                self.validated("stop_tiny_procedural", [override])
 
     def test_validate__parts_that_do_not_fit_together(self):
         with self.assertRaisesRegex(ValueError, "model.*encoder_dim=32, hidden_dim=64"):
