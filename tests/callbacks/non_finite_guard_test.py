@@ -45,7 +45,7 @@ class NonFiniteGuardTest(TestCase):
         )
         model = small_model()
         with self.assertRaises(NonFiniteTrainingError) as raised:
-            model.fit(batches(bad_step=7), epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0,
+            model.fit(batches(bad_step=7), epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0, shuffle=False,
                       callbacks=[NonFiniteGuard(), checkpoint])
         error = raised.exception
         self.assertIsInstance(error, FloatingPointError)
@@ -63,7 +63,7 @@ class NonFiniteGuardTest(TestCase):
     def test_non_finite_weight__raises_at_epoch_end_naming_the_variable(self):
         model = small_model()
         with self.assertRaises(NonFiniteTrainingError) as raised:
-            model.fit(batches(), epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0,
+            model.fit(batches(), epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0, shuffle=False,
                       callbacks=[PoisonWeightAtEpochEnd(1), NonFiniteGuard()])
         error = raised.exception
         self.assertEqual((error.step, error.epoch, error.batch), (8, 1, None))
@@ -74,6 +74,6 @@ class NonFiniteGuardTest(TestCase):
 
     def test_finite_run__untouched(self):
         model = small_model()
-        history = model.fit(batches(), epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0, callbacks=[NonFiniteGuard()])
+        history = model.fit(batches(), epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0, shuffle=False, callbacks=[NonFiniteGuard()])
         self.assertEqual(len(history.history["loss"]), EPOCHS)
         self.assertIsNone(find_non_finite_weight(model))
