@@ -5,6 +5,8 @@ import os
 
 import keras
 
+from recipes import fault_injection
+
 PARTIAL_PREFIX = ".partial."
 
 
@@ -67,6 +69,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         if self._final_path is not None:
             partial = self._partial_path(self._final_path)
             if os.path.exists(partial):
+                fault_injection.kill_point("checkpoint", epoch + 1)
                 os.replace(partial, self._final_path)
 
     def get_config(self):

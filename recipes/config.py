@@ -31,8 +31,10 @@ is built and names the bad key and value in its error.
 import copy
 import inspect
 import json
+import math
 import numbers
 import os
+import sys
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 SECTIONS = ("model", "optimizer", "ema", "data", "train")
@@ -40,7 +42,7 @@ DATA_SOURCES = ("procedural", "image_folder", "tfds")
 _REQUIRED = object()
 
 # Keys the recipe fills itself and a config may not set.
-_DATA_RESERVED = ("training", "skipped_counter")
+_DATA_RESERVED = ("training", "skipped_counter", "steps_per_epoch", "initial_epoch")
 _OPTIMIZER_RESERVED = ("total_steps", "warmup_steps", "constant_after_step", "learning_rate", "weight_decay")
 
 _DEFAULTS = {
@@ -154,8 +156,13 @@ def apply_overrides(config, overrides):
     {'train': {'epochs': 2}, 'model': {'encoder': {'depth': 1}}}
     """
     config = copy.deepcopy(config)
+    original = config.get("data")
+    old_source = original.get("source", "procedural") if isinstance(original, dict) else None
+    overridden = set()
     for text in overrides or ():
         path, value = parse_override(text)
+        if path[0] == "data" and len(path) == 2:
+            overridden.add(path[1])
         node = config
         for i, part in enumerate(path[:-1]):
             child = node.get(part)
@@ -169,7 +176,31 @@ def apply_overrides(config, overrides):
                 )
             node = child
         node[path[-1]] = value
+    _drop_other_source_keys(config, old_source, overridden)
     return config
+
+
+def _drop_other_source_keys(config, old_source, overridden):
+    """When an override changes `data.source`, the recipe's own `data` keys that the
+    new source's pipeline does not take are dropped (with a note on stderr); keys
+    given by overrides stay, so a wrong one is still reported by `validate_config`."""
+    data = config.get("data")
+    if not isinstance(data, dict):
+        return []
+    new_source = data.get("source", "procedural")
+    if old_source is None or new_source == old_source or new_source not in DATA_SOURCES:
+        return []
+    allowed = (_parameters(_data_function(new_source)) - set(_DATA_RESERVED)) | {"source"}
+    dropped = sorted(k for k in data if k not in allowed and k not in overridden)
+    for key in dropped:
+        del data[key]
+    if dropped:
+        print(
+            f"Note: data.source changed from {old_source!r} to {new_source!r}; dropped the recipe's data keys "
+            f"that {_data_function(new_source).__name__} does not take: {', '.join(dropped)}.",
+            file=sys.stderr,
+        )
+    return dropped
 
 
 # ---------------------------------------------------------------- validation
@@ -248,8 +279,22 @@ def preset_model_arguments(model):
     grid = (image_size[0] // patch, image_size[1] // patch)
     predictor = dict(encoder_dim=encoder["hidden_dim"], num_heads=encoder["num_heads"], grid_size=grid)
     predictor.update(spec["predictor"], **model["predictor"])
-    masker = dict(spec["masker"], grid_size=grid, **model["masker"])
+    masker = dict(spec["masker"], grid_size=grid)
+    masker.update(model["masker"])
     return encoder, predictor, masker
+
+
+def _check_finite(value, key=""):
+    """Every number of a recipe must be finite: JSON readers accept NaN and
+    Infinity, which no key of a recipe means."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        _fail(key, value, "must be a finite number")
 
 
 def _check_model(model):
@@ -272,12 +317,18 @@ def _check_model(model):
         for key in value:
             if key not in allowed:
                 _fail(f"model.{part}.{key}", value[key], f"is not an argument of {cls.__name__} ({sorted(allowed)})")
-    # Values: build the (weightless) parts as `from_preset` would.
+    # Values: build the (weightless) parts as `from_preset` would, then check that
+    # they fit together (widths, patch grid), as the model's constructor will.
+    built = []
     for (part, cls), kwargs in zip(parts, preset_model_arguments(model)):
         try:
-            cls(**kwargs)
+            built.append(cls(**kwargs))
         except (ValueError, TypeError) as e:
             raise ValueError(f"Recipe section `model.{part}` is invalid: {e}") from None
+    try:
+        FlexPredict.check_parts(*built)
+    except ValueError as e:
+        raise ValueError(f"Recipe section `model` is invalid: {e}") from None
 
 
 def _check_optimizer(optimizer, epochs):
@@ -328,6 +379,16 @@ def _check_data(data, encoder_image_size):
             _fail("data.num_images", num_images, f"must be at least data.batch_size ({batch_size})")
         if data.get("label", None) is not None:
             _fail("data.label", data["label"], "must be null for pretraining (images only)")
+        # The generator's own checks (sizes, noise, rotation), without generating.
+        from keras_flexpredict.data import procedural_shapes
+        from keras_flexpredict.data import procedural_shapes_dataset
+
+        defaults = {k: p.default for k, p in inspect.signature(procedural_shapes_dataset).parameters.items()}
+        args = {k: data.get(k, defaults[k]) for k in ("image_size", "max_count", "grid_size", "noise_std", "max_rotation")}
+        try:
+            procedural_shapes._validate(num_images, **args)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Recipe section `data` is invalid: {e}") from None
     elif source == "image_folder":
         root = data.get("root")
         if not isinstance(root, str) or not os.path.isdir(root):
@@ -383,6 +444,7 @@ def validate_config(config, name="recipe"):
     """
     if not isinstance(config, dict):
         raise ValueError(f"A recipe must be a dict. Received: config={config!r}")
+    _check_finite(config)
     for key in config:
         if key not in ("description", "monitor") and key not in SECTIONS:
             _fail(key, config[key], f"is not a recipe section ({', '.join(SECTIONS + ('monitor',))})")
@@ -400,6 +462,13 @@ def validate_config(config, name="recipe"):
         allowed = _allowed_keys(section, out)
         for key, value in out[section].items():
             if key not in allowed:
+                if section == "data":
+                    source = out["data"]["source"]
+                    _fail(
+                        f"data.{key}", value,
+                        f"is not an argument of {_data_function(source).__name__} (data.source={source!r}; "
+                        f"accepted: {sorted(allowed)})",
+                    )
                 _fail(f"{section}.{key}", value, f"is not a known key of section `{section}` ({sorted(allowed)})")
             if value is _REQUIRED:
                 raise ValueError(f"Recipe key `{section}.{key}` is required. Received: no value")

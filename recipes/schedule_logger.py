@@ -10,11 +10,20 @@ class ScheduleLogger(keras.callbacks.Callback):
     a `CSVLogger` or `TensorBoard` placed after it records them with the loss.
 
     The values are those of the next optimiser step, as Keras's `TensorBoard` reports
-    the learning rate (`optimizer.learning_rate`).
+    the learning rate (`optimizer.learning_rate`). With a `skipped_counter` (the
+    `SkippedImageCounter` of the input pipeline) it also logs `skipped_images`, the
+    number of unreadable images the pipeline skipped so far in this process.
+
+    Args:
+        skipped_counter: `kfp.data.SkippedImageCounter` or None. Defaults to None.
 
     Example:
     >>> callbacks = [ScheduleLogger(), keras.callbacks.CSVLogger("/tmp/log.csv")]
     """
+
+    def __init__(self, skipped_counter=None):
+        super().__init__()
+        self.skipped_counter = skipped_counter
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -26,6 +35,8 @@ class ScheduleLogger(keras.callbacks.Callback):
         if hasattr(self.model, "momentum_at"):
             momentum = self.model.momentum_at(self.model.train_steps.value)
             logs["ema_momentum"] = float(ops.convert_to_numpy(momentum))
+        if self.skipped_counter is not None:
+            logs["skipped_images"] = int(self.skipped_counter.count)
 
     def get_config(self):
         return {}

@@ -86,6 +86,169 @@ def decode_image_bytes(data, name):
     return tf.ensure_shape(image, [None, None, 3])
 
 
+# ------------------------------------------------------------ resumable order
+# An endless stream that `fit(..., steps_per_epoch=S)` reads epoch after epoch:
+# element `j` of the stream is element `order_p[j mod n]` of the data, with
+# `p = j // n` the pass and `order_p` a permutation drawn from `(seed, p)` alone,
+# and gets augmentation seeds drawn from `(seed, j)` alone. Epoch `e` reads the
+# stream from position `e * S * batch_size`, so it is the same whatever ran
+# before: a run resumed at epoch `e` reads what an uninterrupted run reads.
+_FAR = 2**62
+
+
+def check_epoch_arguments(steps_per_epoch, initial_epoch, training):
+    """Checks the `steps_per_epoch` / `initial_epoch` arguments of a pipeline."""
+    if steps_per_epoch is None:
+        if initial_epoch not in (0, None):
+            raise ValueError(
+                f"`initial_epoch` needs `steps_per_epoch`. Received: initial_epoch={initial_epoch}, "
+                "steps_per_epoch=None"
+            )
+        return
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
+        raise ValueError(
+            f"`steps_per_epoch` must be a positive int or None. Received: steps_per_epoch={steps_per_epoch}"
+        )
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+        raise ValueError(f"`initial_epoch` must be an int >= 0. Received: initial_epoch={initial_epoch}")
+    if not training:
+        raise ValueError(
+            "`steps_per_epoch` makes an endless training stream; it needs `training=True`. "
+            f"Received: training={training}, steps_per_epoch={steps_per_epoch}"
+        )
+
+
+def _stream_from(position, num_elements, seed):
+    """`(index, element_seed)` of the endless stream from `position` on (see above)."""
+    n = tf.constant(int(num_elements), tf.int64)
+    seed = tf.constant(int(seed), tf.int64)
+    position = tf.cast(position, tf.int64)
+
+    def one_pass(p):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([seed, p]))
+        return tf.data.Dataset.from_tensor_slices((order, p * n + tf.range(n)))
+
+    def with_seed(index, j):
+        # Full-range int64 pairs, as `add_element_seeds` hands out.
+        s = tf.random.stateless_uniform([2], seed=tf.stack([seed + 1, j]), minval=None, maxval=None, dtype=tf.int64)
+        return index, s
+
+    stream = tf.data.Dataset.range(position // n, _FAR).flat_map(one_pass).skip(position % n)
+    return stream.map(with_seed)
+
+
+def endless_epochs(num_elements, seed, batch_size, steps_per_epoch, initial_epoch, make_batches):
+    """The endless training stream, from epoch `initial_epoch` on.
+
+    `make_batches(stream)` maps an endless `(index, element_seed)` dataset to batches
+    of `batch_size` (decoding, skipping, augmenting); epoch `e` is its first
+    `steps_per_epoch` batches on the stream from position `e * steps_per_epoch *
+    batch_size`. (When images are skipped, an epoch reads a few positions past its
+    share, which the next epoch reads again: every epoch stays a function of
+    `(seed, e)`.)
+    """
+    per_epoch = int(steps_per_epoch) * int(batch_size)
+
+    def epoch(e):
+        return make_batches(_stream_from(e * per_epoch, num_elements, seed)).take(int(steps_per_epoch))
+
+    stream = tf.data.Dataset.range(int(initial_epoch), _FAR).flat_map(epoch)
+    return stream.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+
+
+def first_decodable(items, read_fn, limit=5):
+    """Eagerly reads `items` in order until one decodes: `(index or None, failures)`,
+    `failures` the first `limit` `(name, reason)` pairs of the items that did not.
+    `read_fn(item)` returns `(encoded_bytes, name)`."""
+    failures = []
+    for i, item in enumerate(items):
+        try:
+            data, name = read_fn(item)
+            decode_image_bytes(data, name)
+            return i, failures
+        except (tf.errors.OpError, OSError) as e:
+            if len(failures) < limit:
+                name = item if isinstance(item, str) else str(item)
+                reason = getattr(e, "message", None) or str(e)
+                failures.append((name, reason.strip().splitlines()[0][:200]))
+    return None, failures
+
+
+def _decode_and_count(stream, read_fn, counter, num_parallel_calls):
+    """`(x, label, seed, is_sentinel)` -> `(image, label, seed, is_sentinel)`, dropping
+    (and counting) the elements that fail to read or decode."""
+    stream = stream.enumerate()
+    sentinel_png = tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8))
+
+    def decode(position, element):
+        x, label, s, is_sentinel = element
+        data, name = tf.cond(
+            is_sentinel,
+            lambda: (sentinel_png, tf.constant("sentinel")),
+            lambda: read_fn(x),
+        )
+        image = decode_image_bytes(data, name)
+        return position, image, label, s, is_sentinel
+
+    stream = stream.map(decode, num_parallel_calls=num_parallel_calls, deterministic=True)
+    stream = stream.ignore_errors(log_warning=True)
+
+    def report(gap):
+        counter.add(int(gap))
+        return np.int64(0)
+
+    def count_gaps(last, element):
+        position, image, label, s, is_sentinel = element
+        gap = position - last - 1
+        done = tf.cond(
+            gap > 0,
+            lambda: tf.py_function(report, [gap], tf.int64),
+            lambda: tf.constant(0, tf.int64),
+        )
+        with tf.control_dependencies([done]):
+            position = tf.identity(position)
+        return position, (image, label, s, is_sentinel)
+
+    stream = stream.scan(tf.constant(-1, tf.int64), count_gaps)
+    return stream.filter(lambda image, label, s, is_sentinel: tf.logical_not(is_sentinel))
+
+
+def build_endless_image_pipeline(
+    items,
+    labels,
+    read_fn,
+    transform_fn,
+    needs_seed,
+    batch_size,
+    seed,
+    shard_index,
+    counter,
+    with_labels,
+    num_parallel_calls,
+    steps_per_epoch,
+    initial_epoch,
+):
+    """The endless, resumable training stream over `items` (file paths) with `labels`
+    (see `endless_epochs`); the rest as `build_image_pipeline`."""
+    items_t = tf.constant(items)
+    labels_t = tf.constant(labels)
+    base = element_seed(seed, shard_index)
+
+    def make_batches(stream):
+        stream = stream.map(lambda i, s: (tf.gather(items_t, i), tf.gather(labels_t, i), s, False))
+        stream = _decode_and_count(stream, read_fn, counter, num_parallel_calls)
+
+        def augment(image, label, s, is_sentinel):
+            image = transform_fn(image, s) if needs_seed else transform_fn(image)
+            return (image, label) if with_labels else image
+
+        stream = stream.map(augment, num_parallel_calls=num_parallel_calls, deterministic=True)
+        return stream.batch(batch_size, drop_remainder=True)
+
+    stream = endless_epochs(len(items), base, batch_size, steps_per_epoch, initial_epoch, make_batches)
+    return stream.prefetch(tf.data.AUTOTUNE)
+
+
 def build_image_pipeline(
     source,
     read_fn,
@@ -119,40 +282,7 @@ def build_image_pipeline(
     sentinel = tf.data.Dataset.from_tensors(
         (tf.nest.map_structure(dummy, x_spec), dummy(label_spec), tf.zeros([2], tf.int64), True)
     )
-    sentinel_png = tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8))
-    stream = source.concatenate(sentinel).enumerate()
-
-    def decode(position, element):
-        x, label, s, is_sentinel = element
-        data, name = tf.cond(
-            is_sentinel,
-            lambda: (sentinel_png, tf.constant("sentinel")),
-            lambda: read_fn(x),
-        )
-        image = decode_image_bytes(data, name)
-        return position, image, label, s, is_sentinel
-
-    stream = stream.map(decode, num_parallel_calls=num_parallel_calls, deterministic=True)
-    stream = stream.ignore_errors(log_warning=True)
-
-    def report(gap):
-        counter.add(int(gap))
-        return np.int64(0)
-
-    def count_gaps(last, element):
-        position, image, label, s, is_sentinel = element
-        gap = position - last - 1
-        done = tf.cond(
-            gap > 0,
-            lambda: tf.py_function(report, [gap], tf.int64),
-            lambda: tf.constant(0, tf.int64),
-        )
-        with tf.control_dependencies([done]):
-            position = tf.identity(position)
-        return position, (image, label, s, is_sentinel)
-
-    stream = stream.scan(tf.constant(-1, tf.int64), count_gaps)
-    stream = stream.filter(lambda image, label, s, is_sentinel: tf.logical_not(is_sentinel))
+    stream = _decode_and_count(source.concatenate(sentinel), read_fn, counter, num_parallel_calls)
 
     def augment(image, label, s, is_sentinel):
         image = transform_fn(image, s) if needs_seed else transform_fn(image)

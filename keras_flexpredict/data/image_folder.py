@@ -91,6 +91,8 @@ def image_folder_dataset(
     shuffle_buffer_size=None,
     drop_remainder=None,
     num_parallel_calls=tf.data.AUTOTUNE,
+    steps_per_epoch=None,
+    initial_epoch=0,
 ):
     """A tf.data pipeline over an image folder `root/<split>/<class>/<image>`.
 
@@ -129,6 +131,20 @@ def image_folder_dataset(
         drop_remainder: bool or None. None means `training`. Defaults to `None`.
         num_parallel_calls: int. Parallelism of decoding and augmentation.
             Defaults to `tf.data.AUTOTUNE`.
+        steps_per_epoch: int or None. None: one pass over the images per
+            iteration. An int (with `training`): an endless stream for
+            `fit(..., steps_per_epoch=steps_per_epoch)` that a resumed run can
+            restart exactly. Pass `p` over the shard follows a permutation drawn
+            from `(seed, p)` alone, each image's augmentation a seed drawn from
+            its position in the stream, and epoch `e` is the `steps_per_epoch`
+            full batches read from position `e * steps_per_epoch * batch_size`:
+            the same batches whatever ran before (batches run across passes;
+            `shuffle_buffer_size` is unused). Before building it, the images are
+            read in order until one decodes: a shard with no decodable image
+            raises a `ValueError` naming the folder and the first failures
+            (instead of a stream that never yields). Defaults to `None`.
+        initial_epoch: int. With `steps_per_epoch`: the first epoch of the
+            stream (the epoch `fit` resumes at). Defaults to `0`.
 
     Returns:
         A `tf.data.Dataset` of `(images float32 (B, H, W, 3), labels int32 (B,))`.
@@ -147,6 +163,9 @@ def image_folder_dataset(
     """
     _pipeline.check_shard(shard_index, num_shards)
     _pipeline.check_batch_size(batch_size)
+    _pipeline.check_epoch_arguments(steps_per_epoch, initial_epoch, training)
+    if steps_per_epoch is not None and batch_size is None:
+        raise ValueError(f"`steps_per_epoch` needs a `batch_size`. Received: batch_size={batch_size}")
     transform_fn, needs_seed = _pipeline.resolve_transform(transform, image_size, training)
     paths, labels, _ = list_image_folder(root, split)
     if subset_file is not None:
@@ -160,6 +179,32 @@ def image_folder_dataset(
         )
     if skipped_counter is None:
         skipped_counter = SkippedImageCounter(name=os.path.join(os.fspath(root), split or ""))
+    if steps_per_epoch is not None:
+        read = lambda path: (tf.io.read_file(path), path)
+        found, failures = _pipeline.first_decodable(paths, read)
+        if found is None:
+            where = os.path.join(os.fspath(root), split or "")
+            shard = f" (shard {shard_index} of {num_shards})" if num_shards > 1 else ""
+            listed = "; ".join(f"{name}: {reason}" for name, reason in failures)
+            raise ValueError(
+                f"No image in {where}{shard} can be decoded: all {len(paths)} files fail to read or decode, "
+                f"so there is nothing to train on. The first ones: {listed}. Received: root={root}, split={split}"
+            )
+        return _pipeline.build_endless_image_pipeline(
+            paths,
+            labels,
+            read_fn=read,
+            transform_fn=transform_fn,
+            needs_seed=needs_seed,
+            batch_size=batch_size,
+            seed=seed,
+            shard_index=shard_index,
+            counter=skipped_counter,
+            with_labels=with_labels,
+            num_parallel_calls=num_parallel_calls,
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=initial_epoch,
+        )
     if shuffle_buffer_size is None:
         shuffle_buffer_size = len(paths)
     source = tf.data.Dataset.from_tensor_slices((tf.constant(paths), tf.constant(labels)))

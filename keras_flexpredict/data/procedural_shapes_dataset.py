@@ -54,6 +54,30 @@ def procedural_shapes_class_labels(labels, label="shape", max_count=4, grid_size
     return index.astype(np.int32), total
 
 
+def _prepare_image(image, s, transform_fn, needs_seed):
+    if transform_fn is None:
+        return normalize_image(image)
+    return transform_fn(image, s) if needs_seed else transform_fn(image)
+
+
+def _endless(images, labels, transform_fn, needs_seed, seed, batch_size, steps_per_epoch, initial_epoch):
+    """The resumable endless stream (see `_pipeline.endless_epochs`)."""
+    images_t = tf.constant(images)
+    labels_t = None if labels is None else tf.constant(labels)
+
+    def make_batches(stream):
+        def element(i, s):
+            image = _prepare_image(tf.gather(images_t, i), s, transform_fn, needs_seed)
+            return image if labels_t is None else (image, tf.gather(labels_t, i))
+
+        stream = stream.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return stream.batch(batch_size, drop_remainder=True)
+
+    base = _pipeline.element_seed(seed, 0)
+    stream = _pipeline.endless_epochs(len(images), base, batch_size, steps_per_epoch, initial_epoch, make_batches)
+    return stream.prefetch(tf.data.AUTOTUNE)
+
+
 def procedural_shapes_dataset(
     num_images,
     image_size=64,
@@ -68,6 +92,8 @@ def procedural_shapes_dataset(
     noise_std=4.0,
     max_rotation=30.0,
     drop_remainder=None,
+    steps_per_epoch=None,
+    initial_epoch=0,
 ):
     """The procedural shapes data set (`make_procedural_shapes`) as a tf.data pipeline.
 
@@ -97,6 +123,16 @@ def procedural_shapes_dataset(
         noise_std: float. See `make_procedural_shapes`. Defaults to `4.0`.
         max_rotation: float. See `make_procedural_shapes`. Defaults to `30.0`.
         drop_remainder: bool or None. None means `training`. Defaults to `None`.
+        steps_per_epoch: int or None. None: one pass per iteration. An int (with
+            `training` and `batch_size`): an endless stream for
+            `fit(..., steps_per_epoch=steps_per_epoch)` that a resumed run can
+            restart exactly: pass `p` follows a permutation drawn from
+            `(seed, p)` alone, each image's augmentation a seed drawn from its
+            position in the stream, and epoch `e` is the `steps_per_epoch`
+            batches read from position `e * steps_per_epoch * batch_size`
+            (batches run across passes). Defaults to `None`.
+        initial_epoch: int. With `steps_per_epoch`: the first epoch of the
+            stream (the epoch `fit` resumes at). Defaults to `0`.
 
     Returns:
         A `tf.data.Dataset` of `(image float32 (H, W, 3), label int32)`
@@ -109,6 +145,9 @@ def procedural_shapes_dataset(
     ([4, 32, 32, 3], 'int32')
     """
     _pipeline.check_batch_size(batch_size)
+    _pipeline.check_epoch_arguments(steps_per_epoch, initial_epoch, training)
+    if steps_per_epoch is not None and batch_size is None:
+        raise ValueError(f"`steps_per_epoch` needs a `batch_size`. Received: batch_size={batch_size}")
     keys = None if label is None else _label_keys(label)
     if transform is None:
         transform_fn, needs_seed = None, False
@@ -126,10 +165,12 @@ def procedural_shapes_dataset(
         max_rotation=max_rotation,
     )
     images = data["images"]
+    y = None if keys is None else procedural_shapes_class_labels(data["labels"], keys, max_count, grid_size)[0]
+    if steps_per_epoch is not None:
+        return _endless(images, y, transform_fn, needs_seed, seed, batch_size, steps_per_epoch, initial_epoch)
     if keys is None:
         ds = tf.data.Dataset.from_tensor_slices(images)
     else:
-        y, _ = procedural_shapes_class_labels(data["labels"], keys, max_count, grid_size)
         ds = tf.data.Dataset.from_tensor_slices((images, y))
     if training:
         ds = ds.shuffle(len(images), seed=int(seed), reshuffle_each_iteration=True)
@@ -140,12 +181,7 @@ def procedural_shapes_dataset(
 
     def prepare(element, s):
         image, rest = (element[0], element[1:]) if isinstance(element, tuple) else (element, ())
-        if transform_fn is None:
-            image = normalize_image(image)
-        elif needs_seed:
-            image = transform_fn(image, s)
-        else:
-            image = transform_fn(image)
+        image = _prepare_image(image, s, transform_fn, needs_seed)
         return (image,) + tuple(rest) if rest else image
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

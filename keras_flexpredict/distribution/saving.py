@@ -156,7 +156,9 @@ def _write_atomically(filepath, write):
     directory = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(directory, exist_ok=True)
     suffix = ".weights.h5" if str(filepath).endswith(".weights.h5") else os.path.splitext(filepath)[1]
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=directory)
+    # `.partial.` names what a killed writer leaves behind (the pretraining CLI
+    # removes such files when it starts again).
+    fd, tmp = tempfile.mkstemp(prefix=f".partial.{os.path.basename(filepath)}.", suffix=suffix, dir=directory)
     os.close(fd)
     try:
         write(tmp)

@@ -74,7 +74,8 @@ def check_split(features, labels, features_name, labels_name):
 
 
 def check_train_test(train_features, train_labels, test_features, test_labels):
-    """Checks both splits and that their feature widths agree.
+    """Checks both splits, that their feature widths agree and that the training
+    labels hold at least two classes.
 
     Returns `(train_features, train_labels, test_features, test_labels, num_classes)`
     with `num_classes = max label + 1` over both splits.
@@ -90,6 +91,12 @@ def check_train_test(train_features, train_labels, test_features, test_labels):
             "`train_features` and `test_features` must have the same number of features. "
             f"Received: train_features.shape={train_features.shape}, "
             f"test_features.shape={test_features.shape}"
+        )
+    classes = np.unique(train_labels)
+    if classes.size < 2:
+        raise ValueError(
+            "A probe needs at least two classes in `train_labels` (with one, every prediction is that "
+            f"class and the accuracy means nothing). Received: train_labels with the single class {int(classes[0])}"
         )
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     return train_features, train_labels, test_features, test_labels, num_classes

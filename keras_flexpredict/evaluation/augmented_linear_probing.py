@@ -124,8 +124,10 @@ def augmented_linear_probe(
         raise ValueError(f"`lr_decay` must be a number in (0, 1]. Received: lr_decay={lr_decay}")
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
         raise ValueError(f"`momentum` must be a number in [0, 1). Received: momentum={momentum}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be a positive integer. Received: num_classes={num_classes}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"`num_classes` must be an integer >= 2 (a probe needs two classes). Received: num_classes={num_classes}"
+        )
 
     model = FrozenEncoderClassifier(
         encoder,

@@ -64,8 +64,9 @@ def define_flags(flag_values=flags.FLAGS):
     fv = flag_values
     flags.DEFINE_string(
         "encoder", None,
-        "Encoder to probe: a .keras file, a preset folder, a Hugging Face I-JEPA folder, an hf:// handle "
-        "or an official .pth.tar (its target encoder).", flag_values=fv)
+        "Encoder to probe: a .keras file (a whole FlexPredict file such as final.keras: its target "
+        "encoder), a preset folder, a Hugging Face I-JEPA folder, an hf:// handle or an official "
+        ".pth.tar (its target encoder).", flag_values=fv)
     flags.DEFINE_integer("num_heads", None, "Official .pth.tar: attention heads, when the width does not tell.", flag_values=fv)
     flags.DEFINE_string("protocol", "all", "linear, logreg, knn, all, or a comma list.", flag_values=fv)
     flags.DEFINE_string("data", "procedural", "procedural or folder:<root>.", flag_values=fv)
@@ -127,6 +128,21 @@ def _encoder_image_size(encoder, image_size):
         "Cannot tell the encoder's input size; pass --image_size. "
         f"Received: image_size={image_size}"
     )
+
+
+def _as_encoder(model, path):
+    """The encoder to probe: a full `FlexPredict` file (the pretraining CLI's
+    `final.keras`) is probed through its target encoder, as its
+    `target_encoder.keras` export would be."""
+    from keras_flexpredict.models import FlexPredict
+
+    if isinstance(model, FlexPredict):
+        print(
+            f"{path} holds a whole FlexPredict model: probing its target encoder "
+            "(the pretraining CLI also exports it alone as target_encoder.keras)."
+        )
+        return model.target_encoder
+    return model
 
 
 def _procedural_label(fv):
@@ -271,7 +287,7 @@ def evaluate(fv):
     from keras_flexpredict.evaluation.result_io import write_result_json
 
     if fv.encoder.endswith(".keras"):
-        encoder = keras.saving.load_model(fv.encoder, compile=False)
+        encoder = _as_encoder(keras.saving.load_model(fv.encoder, compile=False), fv.encoder)
     else:  # pretrained weights: converted on the fly (see keras_flexpredict.convert)
         from keras_flexpredict.convert.sources import load_encoder
 

@@ -1,6 +1,9 @@
 """Stochastic positional embeddings (StoP) for the masked tokens of any ViT predictor."""
 
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_flexpredict.distribution.replicas import replica_seed
@@ -84,9 +87,14 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
             raise ValueError(
                 f"`covariance` must be one of {COVARIANCES}. Received: covariance={covariance!r}"
             )
-        if sigma is None or float(sigma) < 0:
+        if (
+            isinstance(sigma, bool)
+            or not isinstance(sigma, (int, float, np.number))
+            or not math.isfinite(float(sigma))
+            or float(sigma) < 0
+        ):
             raise ValueError(
-                f"`sigma` is a standard deviation and must be >= 0. Received: sigma={sigma}"
+                f"`sigma` is a standard deviation and must be a finite number >= 0. Received: sigma={sigma}"
             )
         if covariance == "learned" and noise_dim is None:
             raise ValueError(

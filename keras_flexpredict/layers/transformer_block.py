@@ -1,7 +1,20 @@
 """Pre-LayerNorm ViT block with a fused-qkv self-attention that honours padding."""
 
+import math
+
 import keras
 from keras import ops
+
+
+def check_positive_float(name, value):
+    """`value` as a float; a `ValueError` naming it unless it is finite and > 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"`{name}` must be a finite number > 0. Received: {name}={value!r}")
+    return number
 
 
 def _normal(stddev):
@@ -60,10 +73,10 @@ class TransformerBlock(keras.layers.Layer):
             )
         self.hidden_dim = int(hidden_dim)
         self.num_heads = int(num_heads)
-        self.mlp_ratio = float(mlp_ratio)
+        self.mlp_ratio = check_positive_float("mlp_ratio", mlp_ratio)
         self.qkv_bias = bool(qkv_bias)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.output_kernel_scale = float(output_kernel_scale)
+        self.layer_norm_epsilon = check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
+        self.output_kernel_scale = check_positive_float("output_kernel_scale", output_kernel_scale)
 
     def build(self, input_shape):
         d = self.hidden_dim

@@ -62,6 +62,16 @@ class FlexPredict(keras.Model):
     applies the last owed update when `fit` ends. `train_steps` and `ema_updates`
     (non-trainable variables, saved with the weights) keep this exact across resumes.
 
+    `train_steps` advances in `compute_loss(training=True)`, which Keras calls from
+    its train step only (`fit`, `train_on_batch`), once per optimiser call. A forward
+    pass `model(images, training=True)` outside them therefore moves no schedule: it
+    draws masks and StoP noise (advancing the masker's and predictor's seed
+    generators), and applies an EMA update only if one is owed for an optimiser
+    update already made (none is once `fit` has returned); `train_steps`,
+    `ema_updates`, the EMA momentum and the optimiser's schedules stay where they are.
+    A step whose update an optimiser skips (e.g. `LossScaleOptimizer` on non-finite
+    float16 gradients) still counts here.
+
     Gradient accumulation (`gradient_accumulation_steps=k` on the optimiser): the
     student changes on every `k`-th batch only, so `train_steps` counts real optimiser
     updates (equal to `optimizer.iterations`), the EMA runs once per real update with
@@ -114,18 +124,7 @@ class FlexPredict(keras.Model):
         self.predictor = _deserialize(predictor, JEPAPredictor)
         self.masker = _deserialize(masker, MultiBlockMasker)
         self.loss_name = loss
-        if self.predictor.encoder_dim != self.encoder.hidden_dim:
-            raise ValueError(
-                "The predictor's `encoder_dim` must equal the encoder's `hidden_dim`. Received: "
-                f"encoder_dim={self.predictor.encoder_dim}, hidden_dim={self.encoder.hidden_dim}"
-            )
-        grids = {
-            "encoder": tuple(self.encoder.grid_size),
-            "predictor": tuple(self.predictor.grid_size),
-            "masker": tuple(self.masker.grid_size),
-        }
-        if len(set(grids.values())) != 1:
-            raise ValueError(f"Encoder, predictor and masker must share one patch grid. Received: {grids}")
+        self.check_parts(self.encoder, self.predictor, self.masker)
         # Created trainable and frozen in `build`: on TF, `trainable=False` here would
         # leave the sublayers' variables trainable. `architecture()`, not `get_config()`:
         # Keras's serialiser would import TensorFlow (0.4 GiB) on every backend.
@@ -149,6 +148,25 @@ class FlexPredict(keras.Model):
             name="ema_total_steps", initializer="zeros", dtype="float32", **scalar
         )
         self.build((None, *self.encoder.image_size, self.encoder.num_channels))
+
+    @staticmethod
+    def check_parts(encoder, predictor, masker):
+        """Raises a `ValueError` unless the parts fit together: the predictor's
+        `encoder_dim` equals the encoder's `hidden_dim`, and encoder, predictor and
+        masker share one patch grid. Needs no weights, so recipes call it on the
+        unbuilt parts before anything is written."""
+        if predictor.encoder_dim != encoder.hidden_dim:
+            raise ValueError(
+                "The predictor's `encoder_dim` must equal the encoder's `hidden_dim`. Received: "
+                f"encoder_dim={predictor.encoder_dim}, hidden_dim={encoder.hidden_dim}"
+            )
+        grids = {
+            "encoder": tuple(encoder.grid_size),
+            "predictor": tuple(predictor.grid_size),
+            "masker": tuple(masker.grid_size),
+        }
+        if len(set(grids.values())) != 1:
+            raise ValueError(f"Encoder, predictor and masker must share one patch grid. Received: {grids}")
 
     @classmethod
     def from_preset(cls, preset, encoder=None, predictor=None, masker=None, **kwargs):
@@ -183,7 +201,8 @@ class FlexPredict(keras.Model):
             encoder_dim=vit.hidden_dim, num_heads=vit.num_heads, grid_size=vit.grid_size
         )
         predictor_config.update(spec["predictor"], **(predictor or {}))
-        masker_config = dict(spec["masker"], grid_size=vit.grid_size, **(masker or {}))
+        masker_config = dict(spec["masker"], grid_size=vit.grid_size)
+        masker_config.update(masker or {})
         return cls(
             encoder=vit,
             predictor=JEPAPredictor(name="predictor", **predictor_config),
@@ -384,8 +403,6 @@ class FlexPredict(keras.Model):
             training=training,
         )
         predictions = self.predictor(context, masks, training=training)
-        if training:
-            self._count_batch()
         return {"predictions": predictions, "targets": targets, "target_mask": masks["target_mask"]}
 
     def draw_masks(self, images):
@@ -416,6 +433,11 @@ class FlexPredict(keras.Model):
         loss = ops.sum(per_element * weight) / count
         if self.losses:
             loss = loss + ops.sum([ops.cast(l, "float32") for l in self.losses])
+        if training:
+            # Counted here, not in `call`: Keras calls `compute_loss(training=True)`
+            # from its train step only, once per optimiser call, so a forward pass
+            # `model(x, training=True)` outside `fit` advances no schedule.
+            self._count_batch()
         # tf.distribute sums the replicas' gradients: divide this replica-local mean by
         # the replica count there (a no-op on JAX, torch and outside a strategy), so the
         # loss and gradients are right on any replica count.

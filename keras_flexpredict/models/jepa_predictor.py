@@ -8,6 +8,7 @@ from keras_flexpredict.layers.sincos_positional_embedding import _as_grid
 from keras_flexpredict.layers.stochastic_positional_embedding import COVARIANCES
 from keras_flexpredict.layers.stochastic_positional_embedding import StochasticPositionalEmbedding
 from keras_flexpredict.layers.transformer_block import TransformerBlock
+from keras_flexpredict.layers.transformer_block import check_positive_float
 
 POSITIONAL_NOISE = ("stop", "none")
 
@@ -104,9 +105,9 @@ class JEPAPredictor(keras.Model):
         self.sigma = float(sigma)
         self.covariance = covariance
         self.noise_rank = noise_rank
-        self.mlp_ratio = float(mlp_ratio)
+        self.mlp_ratio = check_positive_float("mlp_ratio", mlp_ratio)
         self.qkv_bias = bool(qkv_bias)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.layer_norm_epsilon = check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
         self.depth_scaled_init = bool(depth_scaled_init)
         self.seed = seed
 

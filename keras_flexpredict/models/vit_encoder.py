@@ -8,6 +8,7 @@ from keras import ops
 from keras_flexpredict.layers.patch_embedding import PatchEmbedding
 from keras_flexpredict.layers.sincos_positional_embedding import SinCosPositionalEmbedding
 from keras_flexpredict.layers.transformer_block import TransformerBlock
+from keras_flexpredict.layers.transformer_block import check_positive_float
 from keras_flexpredict.models.vit_presets import VIT_PRESETS
 
 
@@ -94,9 +95,9 @@ class ViTEncoder(keras.Model):
         self.hidden_dim = int(hidden_dim)
         self.depth = int(depth)
         self.num_heads = int(num_heads)
-        self.mlp_ratio = float(mlp_ratio)
+        self.mlp_ratio = check_positive_float("mlp_ratio", mlp_ratio)
         self.qkv_bias = bool(qkv_bias)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.layer_norm_epsilon = check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
         self.depth_scaled_init = bool(depth_scaled_init)
         self.num_channels = int(num_channels)
         self.grid_size = (image_size[0] // patch_size, image_size[1] // patch_size)

@@ -123,6 +123,18 @@ class JEPAAdamW(keras.optimizers.AdamW):
     ):
         if not callable(weight_decay):
             weight_decay = check_non_negative_float("weight_decay", weight_decay)
+        for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0.0 <= check_non_negative_float(arg, value) < 1.0:
+                raise ValueError(f"`{arg}` must be in [0, 1). Received: {arg}={value!r}")
+        if not 0.0 <= check_non_negative_float("ema_momentum", ema_momentum) <= 1.0:
+            raise ValueError(f"`ema_momentum` must be in [0, 1]. Received: ema_momentum={ema_momentum!r}")
+        optional = (
+            ("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm),
+            ("loss_scale_factor", loss_scale_factor),
+        )
+        for arg, value in (("epsilon", epsilon),) + tuple((a, v) for a, v in optional if v is not None):
+            if not check_non_negative_float(arg, value) > 0:
+                raise ValueError(f"`{arg}` must be a positive number. Received: {arg}={value!r}")
         if not isinstance(exclude_1d_from_weight_decay, bool):
             raise ValueError(
                 "`exclude_1d_from_weight_decay` must be a bool. Received: "

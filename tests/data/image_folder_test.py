@@ -182,6 +182,44 @@ class ImageFolderDatasetTest(TestCase):
             image_folder_dataset(root, shard_index=2, num_shards=3)
 
 
+class EndlessImageFolderDatasetTest(TestCase):
+    def test_endless__epochs_are_a_function_of_seed_and_epoch_with_skipped_images(self):
+        root = self.get_temp_dir()
+        _make_folder(root, per_class=4)
+        with open(os.path.join(root, "train", "cat", "cat_1b_garbage.JPEG"), "wb") as f:
+            f.write(b"this is not an image" * 20)
+        counter = SkippedImageCounter(name="endless")
+
+        def epochs(initial_epoch, count):
+            ds = image_folder_dataset(
+                root, image_size=16, batch_size=2, training=True, seed=3, skipped_counter=counter,
+                steps_per_epoch=3, initial_epoch=initial_epoch,
+            )
+            batches = list(ds.take(3 * count).as_numpy_iterator())
+            return [
+                (_grey_levels(np.concatenate([b[0] for b in batches[3 * i : 3 * i + 3]])).tolist(),
+                 np.concatenate([b[1] for b in batches[3 * i : 3 * i + 3]]).tolist())
+                for i in range(count)
+            ]
+
+        with self.assertLogs("keras_flexpredict.data", level=logging.WARNING):
+            straight = epochs(0, 4)
+            resumed = epochs(2, 2)
+        self.assertEqual(resumed, straight[2:])
+        self.assertEqual(len(straight[0][0]), 6)
+        self.assertTrue(set(straight[0][0]) <= set(10 * np.arange(1, 9)))
+        self.assertGreater(counter.count, 0)
+
+    def test_endless__folder_without_a_decodable_image_raises_naming_files(self):
+        root = self.get_temp_dir()
+        os.makedirs(os.path.join(root, "train", "cat"))
+        for name in ("a.png", "b.JPEG"):
+            with open(os.path.join(root, "train", "cat", name), "wb") as f:
+                f.write(b"\x89PNG broken" if name.endswith("png") else b"garbage")
+        with self.assertRaisesRegex(ValueError, r"No image in .*train can be decoded: all 2 files.*a\.png.*b\.JPEG"):
+            image_folder_dataset(root, image_size=16, batch_size=2, training=True, steps_per_epoch=1)
+
+
 class SkippedImageCounterTest(TestCase):
     def test_counter__adds_warns_and_round_trips_config(self):
         counter = SkippedImageCounter(name="x")

@@ -134,3 +134,48 @@ class ProceduralShapesDatasetTest(TestCase):
         self.assertFalse(np.array_equal(run(2)[0], first))
         # A new epoch draws a new order and new augmentations.
         self.assertFalse(np.array_equal(first, second))
+
+    def test_dataset__endless_epochs_are_a_function_of_seed_and_epoch(self):
+        # 3 batches of 4 per epoch over 10 images: epochs start mid-pass.
+        def epochs(initial_epoch, count, seed=1):
+            ds = procedural_shapes_dataset(
+                10, image_size=32, seed=seed, label="shape", batch_size=4, training=True, transform="stop",
+                output_size=24, steps_per_epoch=3, initial_epoch=initial_epoch,
+            )
+            batches = list(ds.take(3 * count).as_numpy_iterator())
+            return [np.concatenate([b[0] for b in batches[3 * i : 3 * i + 3]]) for i in range(count)]
+
+        straight = epochs(0, 4)
+        resumed = epochs(2, 2)
+        self.assertAllEqual(resumed[0], straight[2])
+        self.assertAllEqual(resumed[1], straight[3])
+        self.assertEqual(straight[0].shape, (12, 24, 24, 3))
+        self.assertFalse(np.array_equal(straight[0], straight[1]))
+        self.assertFalse(np.array_equal(epochs(2, 1, seed=2)[0], straight[2]))
+
+    def test_dataset__endless_passes_visit_every_image_once(self):
+        ds = procedural_shapes_dataset(
+            8, image_size=32, seed=0, label=None, batch_size=4, training=True, steps_per_epoch=1
+        )
+        data = make_procedural_shapes(8, image_size=32, seed=0)
+        expected = (data["images"] / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+        seen = np.concatenate(list(ds.take(4).as_numpy_iterator()))  # two passes
+
+        def index(image):
+            return int(np.argmin(np.abs(expected - image).reshape(8, -1).max(axis=1)))
+
+        passes = [sorted(index(x) for x in seen[:8]), sorted(index(x) for x in seen[8:])]
+        self.assertEqual(passes, [list(range(8))] * 2)
+        self.assertNotEqual([index(x) for x in seen[:8]], [index(x) for x in seen[8:]])
+
+    def test_dataset__endless_arguments_are_checked(self):
+        with self.assertRaisesRegex(ValueError, "training=True"):
+            procedural_shapes_dataset(8, image_size=32, batch_size=4, steps_per_epoch=2)
+        with self.assertRaisesRegex(ValueError, "steps_per_epoch=0"):
+            procedural_shapes_dataset(8, image_size=32, batch_size=4, training=True, steps_per_epoch=0)
+        with self.assertRaisesRegex(ValueError, "initial_epoch=-1"):
+            procedural_shapes_dataset(8, image_size=32, batch_size=4, training=True, steps_per_epoch=2, initial_epoch=-1)
+        with self.assertRaisesRegex(ValueError, "initial_epoch"):
+            procedural_shapes_dataset(8, image_size=32, batch_size=4, training=True, initial_epoch=2)
+        with self.assertRaisesRegex(ValueError, "batch_size"):
+            procedural_shapes_dataset(8, image_size=32, training=True, steps_per_epoch=2)

@@ -71,3 +71,5 @@ class AugmentedLinearProbeTest(TestCase):
             augmented_linear_probe(encoder, train, test, 6, momentum=1.0)
         with self.assertRaisesRegex(ValueError, "num_classes=0"):
             augmented_linear_probe(encoder, train, test, 0)
+        with self.assertRaisesRegex(ValueError, "two classes.*num_classes=1"):
+            augmented_linear_probe(encoder, train, test, 1)

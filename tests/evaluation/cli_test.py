@@ -124,6 +124,25 @@ class ProbeCLITest(TestCase):
         self.assertEqual(report["label"], "color")
         self.assertTrue(0.0 <= report["top1"]["knn"] <= 1.0)
 
+    def test_whole_flexpredict_file__probes_its_target_encoder(self):
+        from keras_flexpredict.testing.tiny_models import tiny_flexpredict
+
+        model = tiny_flexpredict(image_size=24, masker={"reference": False})
+        # A teacher unlike the student, so probing the wrong one would show.
+        model.target_encoder.set_weights([w * 0.5 for w in model.target_encoder.get_weights()])
+        whole = os.path.join(self.dir, "final.keras")
+        model.save(whole)
+        encoder = cli._as_encoder(keras.saving.load_model(whole, compile=False), whole)
+        self.assertAllClose(encoder.get_weights(), model.target_encoder.get_weights())
+        self.assertFalse(np.allclose(encoder.get_weights()[0], model.encoder.get_weights()[0]))
+        fv = parse_flags([
+            f"--encoder={whole}", f"--data=folder:{self.folder}", "--protocol=knn", "--knn_k=3",
+            "--batch_size=8", "--verbose=0",
+        ])
+        report = cli.evaluate(fv)
+        self.assertEqual((report["image_size"], report["feature_dim"]), ([24, 24], 32))
+        self.assertEqual(report["top1"]["knn"], 1.0)
+
     def test_parse_protocols(self):
         self.assertEqual(cli.parse_protocols("all"), ("linear", "logreg", "knn"))
         self.assertEqual(cli.parse_protocols("knn, linear,knn"), ("knn", "linear"))

@@ -76,6 +76,9 @@ class KNNClassifierTest(TestCase):
 
     def test_bad_input__raises_naming_value(self):
         x_train, y_train, x_test, y_test = separable_features(num_train=10, num_test=5)
+        # One class: every vote would be right, which says nothing.
+        with self.assertRaisesRegex(ValueError, "at least two classes.*single class 0"):
+            knn_classifier(x_train, 0 * y_train, x_test, 0 * y_test, k=3)
         with self.assertRaisesRegex(ValueError, r"train_labels.shape=\(9,\)"):
             knn_classifier(x_train, y_train[:9], x_test, y_test)
         with self.assertRaisesRegex(ValueError, r"test_features.shape=\(5, 32, 1\)"):

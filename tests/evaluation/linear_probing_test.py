@@ -48,3 +48,6 @@ class LinearProbeTest(TestCase):
             linear_probe(x_train, y_train, x_test, y_test, optimizer="lars")
         with self.assertRaisesRegex(ValueError, "num_classes=3"):
             linear_probe(x_train, y_train, x_test, y_test, num_classes=3)
+        # One class: every prediction would be right, which says nothing.
+        with self.assertRaisesRegex(ValueError, "at least two classes.*single class 2"):
+            linear_probe(x_train, 0 * y_train + 2, x_test, 0 * y_test + 2)

@@ -126,6 +126,10 @@ class StochasticPositionalEmbeddingTest(TestCase):
     def test_init__negative_sigma_raises(self):
         with self.assertRaisesRegex(ValueError, "sigma=-0.1"):
             StochasticPositionalEmbedding(sigma=-0.1)
+        # NaN passes a `sigma < 0` test and would silently mean "no noise".
+        for bad in (float("nan"), float("inf"), "0.25", None):
+            with self.assertRaisesRegex(ValueError, "finite number >= 0"):
+                StochasticPositionalEmbedding(sigma=bad)
 
     def test_init__bad_covariance_arguments_raise(self):
         with self.assertRaisesRegex(ValueError, "covariance='full'"):

@@ -122,6 +122,26 @@ class FlexPredictTest(TestCase):
         for want, have, var in zip(teacher, weights_np(model.target_encoder), model.target_encoder.weights):
             np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6, err_msg=var.path)
 
+    def test_call_training_outside_fit__advances_no_schedule(self):
+        # As after 5 steps of `fit` (which applies the last owed EMA update at its end).
+        model = tiny_flexpredict()
+        model.set_ema_schedule(0.5, 1.0, 10)
+        model.train_steps.assign(5)
+        model.ema_updates.assign(5)
+        teacher = weights_np(model.target_encoder)
+        momentum = float(to_numpy(model.momentum_at(model.train_steps.value)))
+        model(structured_images(4), training=True)
+        self.assertEqual([int(to_numpy(v)) for v in (model.train_steps, model.ema_updates)], [5, 5])
+        self.assertEqual(float(to_numpy(model.momentum_at(model.train_steps.value))), momentum)
+        for a, b in zip(teacher, weights_np(model.target_encoder)):
+            np.testing.assert_array_equal(a, b)
+        # The train step counts in `compute_loss(training=True)`, once per call.
+        y_pred = model(structured_images(4), training=True)
+        model.compute_loss(y_pred=y_pred, training=True)
+        self.assertEqual(int(to_numpy(model.train_steps)), 6)
+        model.compute_loss(y_pred=y_pred, training=False)
+        self.assertEqual(int(to_numpy(model.train_steps)), 6)
+
     def test_fit__no_gradient_reaches_teacher(self):
         model = tiny_flexpredict()
         self.assertEqual(model.target_encoder.trainable_weights, [])

@@ -1,5 +1,8 @@
+import contextlib
+import io
 import json
 import os
+import re
 
 import pytest
 
@@ -179,6 +182,53 @@ class RecipeConfigTest(TestCase):
                 self.validated("stop_tiny_procedural", [override])
             self.assertIn(message, str(ctx.exception), override)
 
+    def test_validate__every_number_finite(self):
+        cases = (
+            "model.predictor.sigma=NaN",
+            "optimizer.peak_lr=Infinity",
+            "optimizer.start_weight_decay=NaN",
+            "ema.start_momentum=NaN",
+            "model.encoder.mlp_ratio=NaN",
+            "model.masker.target_scale=[0.15, NaN]",
+        )
+        for override in cases:
+            key = override.split("=")[0].replace(".target_scale", ".target_scale[1]")
+            with self.assertRaisesRegex(ValueError, re.escape(f"`{key}` must be a finite number"), msg=override):
+                self.validated("stop_tiny_procedural", [override])
+        # In range, too: a non-positive epsilon or MLP ratio is named.
+        with self.assertRaisesRegex(ValueError, "layer_norm_epsilon=0"):
+            self.validated("stop_tiny_procedural", ["model.encoder.layer_norm_epsilon=0"])
+        with self.assertRaisesRegex(ValueError, "sigma=-1"):
+            self.validated("stop_tiny_procedural", ["model.predictor.sigma=-1"])
+        for override in ("optimizer.beta_1=2", "optimizer.epsilon=0", "optimizer.global_clipnorm=-1",
+                         "data.noise_std=-1", "data.max_rotation=500"):
+            key, value = override.split("=")
+            with self.assertRaisesRegex(ValueError, f"{key.split('.')[1]}={value}", msg=override):
+                self.validated("stop_tiny_procedural", [override])
+
+    def test_validate__parts_that_do_not_fit_together(self):
+        with self.assertRaisesRegex(ValueError, "model.*encoder_dim=32, hidden_dim=64"):
+            self.validated("stop_tiny_procedural", ["model.predictor.encoder_dim=32"])
+        with self.assertRaisesRegex(ValueError, "model.*one patch grid"):
+            self.validated("stop_tiny_procedural", ["model.masker.grid_size=[16, 16]"])
+
+    def test_apply_overrides__new_data_source_drops_the_old_sources_keys(self):
+        root = self.get_temp_dir()
+        recipe = rc.load_config("stop_tiny_procedural")
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            config = rc.apply_overrides(recipe, ["data.source=image_folder", f"data.root={root}"])
+        self.assertEqual(sorted(config["data"]), ["batch_size", "image_size", "root", "source", "transform"])
+        self.assertIn("dropped the recipe's data keys that image_folder_dataset does not take", err.getvalue())
+        self.assertIn("grid_size, max_count, num_images", err.getvalue())
+        self.assertEqual(rc.validate_config(config)["data"]["root"], root)
+        # A key given on the command line stays, and is reported against the new source.
+        with contextlib.redirect_stderr(io.StringIO()):
+            config = rc.apply_overrides(recipe, ["data.source=image_folder", f"data.root={root}", "data.num_images=8"])
+        with self.assertRaisesRegex(ValueError, r"data.num_images.*not an argument of image_folder_dataset \(data.source='image_folder'"):
+            rc.validate_config(config)
+        # The same source: nothing dropped.
+        self.assertEqual(rc.apply_overrides(recipe, ["data.source=procedural"])["data"], recipe["data"])
+
     def test_validate__constructor_errors_name_the_section(self):
         with self.assertRaisesRegex(ValueError, "model.encoder.*patch_size"):
             self.validated("stop_tiny_procedural", ["model.encoder.patch_size=5"])
@@ -245,5 +295,34 @@ class PretrainCliChecksTest(TestCase):
         config, name = pretrain.prepare_config("stop_tiny_procedural", [f"train.output_dir={out}"])
         with open(os.path.join(out, pretrain.CONFIG_FILE), "w") as f:
             json.dump({**config, "train": {**config["train"], "epochs": 99}}, f)
-        with pytest.raises(ValueError, match=f"train.epochs: 99 -> {config['train']['epochs']}"):
+        with open(os.path.join(out, "log.csv"), "w") as f:
+            f.write("epoch,loss\n0,0.5\n")  # one epoch done
+        with pytest.raises(ValueError, match=f"train.epochs: 99 -> {config['train']['epochs']}") as raised:
             pretrain.run(config, name)
+        # It says how to go on: a fresh folder, or the folder's own recipe.
+        self.assertIn("--override=train.output_dir=<new folder>", str(raised.value))
+        self.assertIn(f"--config={os.path.join(out, pretrain.CONFIG_FILE)}", str(raised.value))
+
+    def test_check_same_run__a_folder_without_a_completed_epoch_takes_the_new_recipe(self):
+        out = self.get_temp_dir()
+        config, _ = pretrain.prepare_config("stop_tiny_procedural", [f"train.output_dir={out}"])
+        path = os.path.join(out, pretrain.CONFIG_FILE)
+        with open(path, "w") as f:
+            json.dump({**config, "train": {**config["train"], "epochs": 99}}, f)
+        paths = pretrain.output_paths(out)
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            self.assertTrue(pretrain._check_same_run(config, path, paths))
+        self.assertIn("holds no completed epoch", printed.getvalue())
+        # The same recipe: nothing to replace.
+        with open(path, "w") as f:
+            json.dump(config, f)
+        self.assertFalse(pretrain._check_same_run(config, path, paths))
+
+    def test_cli__parts_that_do_not_fit_fail_before_anything_is_written(self):
+        out = os.path.join(self.get_temp_dir(), "run")
+        argv = ["pretrain", "--config=stop_tiny_procedural", f"--override=train.output_dir={out}"]
+        with self.assertRaisesRegex(ValueError, "encoder_dim=32, hidden_dim=64"):
+            pretrain.run_from_argv(argv + ["--override=model.predictor.encoder_dim=32"])
+        with self.assertRaisesRegex(ValueError, "model.predictor.sigma` must be a finite number"):
+            pretrain.run_from_argv(argv + ["--override=model.predictor.sigma=NaN"])
+        self.assertFalse(os.path.exists(out))
