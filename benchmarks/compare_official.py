@@ -256,6 +256,13 @@ def run_official(config, masks, warmup, steps, out):
     )
 
 
+def write_json(path, value):
+    """Writes `value` as JSON to `path` (write, then rename)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)
+
+
 def _masks_file(config):
     return os.path.join(RESULTS, f"official_masks_{config}.npz")
 
@@ -400,12 +407,10 @@ def main():
         if name not in CONFIGS:
             parser.error(f"unknown configuration {name!r}; choose from {sorted(CONFIGS)}")
     if args.worker:
-        result = run_ours(
-            args.configs[0], args.masks[0], args.warmup, args.steps, replay=_masks_file(args.configs[0])
+        write_json(
+            args.out,
+            run_ours(args.configs[0], args.masks[0], args.warmup, args.steps, replay=_masks_file(args.configs[0])),
         )
-        with open(args.out + ".tmp", "w") as f:
-            json.dump(result, f)
-        os.replace(args.out + ".tmp", args.out)
     elif args.report:
         write_report()
     else:

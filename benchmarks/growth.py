@@ -116,10 +116,7 @@ def main():
         if backend not in ("torch", "jax", "tensorflow"):
             parser.error(f"unknown backend {backend!r}; choose from torch, jax, tensorflow")
     if args.worker:
-        result = run_cell(args.cells[0], args.warmup, args.steps)
-        with open(args.out + ".tmp", "w") as f:
-            json.dump(result, f)
-        os.replace(args.out + ".tmp", args.out)
+        compare_official.write_json(args.out, run_cell(args.cells[0], args.warmup, args.steps))
     elif args.report:
         write_report()
     else:

@@ -6,6 +6,7 @@ import time
 import keras
 import numpy as np
 
+from keras_flexpredict.callbacks._epoch_schedule import EpochSchedule
 from keras_flexpredict.evaluation.feature_extraction import extract_features_of_splits
 from keras_flexpredict.evaluation.knn import knn_classifier
 from keras_flexpredict.evaluation.logistic_regression import logistic_regression_probe
@@ -115,6 +116,7 @@ class OnlineProbe(keras.callbacks.Callback):
             )
         self.label_names = train_names
         self.every_n_epochs = int(every_n_epochs)
+        self._schedule = EpochSchedule(self.every_n_epochs)
         self.protocol = protocol
         self.l2_strengths = l2_strengths
         self.max_iter = max_iter
@@ -145,13 +147,10 @@ class OnlineProbe(keras.callbacks.Callback):
         return logs
 
     def on_train_begin(self, logs=None):
-        self._first_epoch_of_fit = True
+        self._schedule.start()
 
     def on_epoch_end(self, epoch, logs=None):
-        # Also on the first epoch of every `fit`, so that a CSVLogger (whose columns are
-        # fixed by its first row) always has these columns.
-        first, self._first_epoch_of_fit = getattr(self, "_first_epoch_of_fit", True), False
-        if (epoch + 1) % self.every_n_epochs and not first:
+        if not self._schedule.due(epoch):
             return
         encoder = getattr(self.model, "target_encoder", None)
         if encoder is None:

@@ -7,6 +7,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_flexpredict.callbacks._epoch_schedule import EpochSchedule
+
 RANKME_EPSILON = 1e-7
 
 
@@ -105,6 +107,7 @@ class TrainingDiagnostics(keras.callbacks.Callback):
                 raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
         self.images = images.astype(np.float32)
         self.every_n_epochs = int(every_n_epochs)
+        self._schedule = EpochSchedule(self.every_n_epochs)
         self.std_threshold = float(std_threshold)
         self.rank_threshold = float(rank_threshold)
         self.seed = int(seed)
@@ -177,13 +180,10 @@ class TrainingDiagnostics(keras.callbacks.Callback):
         return out
 
     def on_train_begin(self, logs=None):
-        self._first_epoch_of_fit = True
+        self._schedule.start()
 
     def on_epoch_end(self, epoch, logs=None):
-        # Also on the first epoch of every `fit`, so that a CSVLogger (whose columns are
-        # fixed by its first row) always has these columns.
-        first, self._first_epoch_of_fit = getattr(self, "_first_epoch_of_fit", True), False
-        if (epoch + 1) % self.every_n_epochs and not first:
+        if not self._schedule.due(epoch):
             return
         values = self.compute()
         if logs is not None:
