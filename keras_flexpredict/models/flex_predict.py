@@ -342,7 +342,8 @@ class FlexPredict(keras.Model):
         callbacks = list(callbacks or [])
         if not any(isinstance(c, EMATargetCallback) for c in callbacks):
             callbacks.append(EMATargetCallback())
-        if backend_adapter.torch_world_size() > 1 and not any(isinstance(c, TorchDataParallel) for c in callbacks):
+        torch_ddp = backend_adapter.torch_world_size() > 1
+        if torch_ddp and not any(isinstance(c, TorchDataParallel) for c in callbacks):
             # Last: its broadcast from rank 0 then follows any state restored at the start
             # of `fit` (e.g. by BackupAndRestore).
             callbacks.append(TorchDataParallel())

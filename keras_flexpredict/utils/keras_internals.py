@@ -73,6 +73,7 @@ _OPTIMIZER = "keras_flexpredict/optimizers/jepa_adamw.py"
 _CHECKPOINT = "recipes/atomic_model_checkpoint.py"
 _BACKUP = "recipes/atomic_backup_and_restore.py"
 _HERE = "keras_flexpredict/utils/keras_internals.py"
+_ADAPTER = "keras_flexpredict/utils/backend_adapter.py"
 
 PRIVATE_API = (
     # -- imported names ------------------------------------------------------------
@@ -97,7 +98,7 @@ PRIVATE_API = (
     ),
     PrivateAPI(
         "keras.src.backend.torch.optimizers.torch_adam.Adam", "_parallel_update_step", "method",
-        ("self", "grads", "variables", "learning_rate"), (_OPTIMIZER, _HERE),
+        ("self", "grads", "variables", "learning_rate"), (_ADAPTER, _HERE),
         "JEPAAdamW's fused multi-tensor Adam step on torch (falls back to the slow path if gone)",
         ("torch",),
     ),
@@ -148,7 +149,7 @@ PRIVATE_API = (
         "the schedule object behind `learning_rate`",
     ),
     PrivateAPI(
-        "keras.optimizers.AdamW", "_distribution_strategy", "attribute", None, (_OPTIMIZER, _HERE),
+        "keras.optimizers.AdamW", "_distribution_strategy", "attribute", None, (_ADAPTER, _HERE),
         "optimizer_distribution_strategy(): the tf.distribute strategy of the TF optimizer",
         ("tensorflow",),
     ),
@@ -157,7 +158,7 @@ PRIVATE_API = (
         ("keras_flexpredict/utils/replicas.py",), "seed_generator_initial_seed(): the replica view's config",
     ),
     PrivateAPI(
-        "keras.Variable", "_value", "attribute", None, ("keras_flexpredict/distribution/saving.py",),
+        "keras.Variable", "_value", "attribute", None, ("keras_flexpredict/utils/distributed_saving.py",),
         "swap_variable_value(): a gathered host copy is swapped in without re-sharding",
     ),
     PrivateAPI(
