@@ -9,7 +9,7 @@
 # and on it run:
 #   - tests/utils/keras_internals_test.py on jax, tensorflow and torch;
 #   - the whole torch-backend suite (BACKENDS=torch scripts/run_tests.sh, without the
-#     cross-backend stage, which the keras_internals tests stand in for: ~5 min).
+#     cross-backend stage, which the keras_internals tests stand in for: 2-5 min).
 # Exits non-zero if any of them fails, or if the overlay Keras cannot be installed.
 #
 # Environment:
