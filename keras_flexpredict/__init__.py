@@ -5,6 +5,7 @@ import importlib
 from keras_flexpredict import callbacks
 from keras_flexpredict import distribution
 from keras_flexpredict import layers
+from keras_flexpredict import losses
 from keras_flexpredict import models
 from keras_flexpredict import optimizers
 from keras_flexpredict.version import __version__

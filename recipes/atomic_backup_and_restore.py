@@ -6,6 +6,7 @@ import os
 
 import keras
 
+from keras_flexpredict.utils import keras_internals
 from recipes import fault_injection
 
 PARTIAL_PREFIX = ".partial."
@@ -87,7 +88,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             except (OSError, ValueError) as e:
                 errors.append(f"{name}: {e}")
                 continue
-            self.model._initial_epoch = int(epoch)
+            keras_internals.set_initial_epoch(self.model, epoch)
             return
         raise OSError(f"No backup in {self.backup_dir} can be restored ({'; '.join(errors)}).")
 
@@ -111,6 +112,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             self._pending_epoch = None
 
     def _save_model(self):
+        # Shadows Keras's private `_save_model()` (keras_internals.PRIVATE_API).
         epoch = self._pending_epoch
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch_{epoch:06d}.weights.h5"

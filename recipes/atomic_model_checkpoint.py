@@ -59,6 +59,8 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         if (epoch + 1) % self.every_n_epochs == 0:
             super().on_epoch_end(epoch, logs)
 
+    # `_get_file_path` and `_save_model` override private Keras methods, listed in
+    # keras_flexpredict.utils.keras_internals.PRIVATE_API (checked against each Keras).
     def _get_file_path(self, epoch, batch, logs):
         self._final_path = super()._get_file_path(epoch, batch, logs)
         return self._partial_path(self._final_path)

@@ -2,6 +2,9 @@
 
 import keras
 
+from keras_flexpredict.models.ema_teacher import DEFAULT_END_MOMENTUM
+from keras_flexpredict.models.ema_teacher import DEFAULT_START_MOMENTUM
+
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
 class EMATargetCallback(keras.callbacks.Callback):
@@ -21,8 +24,9 @@ class EMATargetCallback(keras.callbacks.Callback):
     `epochs * steps_per_epoch // k`.
 
     Args:
-        start_momentum: float in [0, 1]. Defaults to 0.996.
-        end_momentum: float in [0, 1]. Defaults to 1.0.
+        start_momentum: float in [0, 1]. Defaults to 0.996
+            (`keras_flexpredict.models.ema_teacher.DEFAULT_START_MOMENTUM`).
+        end_momentum: float in [0, 1]. Defaults to 1.0 (`DEFAULT_END_MOMENTUM`).
         total_steps: int or None. Length of the ramp in optimiser updates; None takes
             `epochs * steps_per_epoch` of the `fit` call (which must then be known),
             divided by the optimiser's `gradient_accumulation_steps` if set.
@@ -32,7 +36,7 @@ class EMATargetCallback(keras.callbacks.Callback):
     >>> # model.fit(dataset, epochs=10, callbacks=[callback])
     """
 
-    def __init__(self, start_momentum=0.996, end_momentum=1.0, total_steps=None):
+    def __init__(self, start_momentum=DEFAULT_START_MOMENTUM, end_momentum=DEFAULT_END_MOMENTUM, total_steps=None):
         super().__init__()
         for name, value in (("start_momentum", start_momentum), ("end_momentum", end_momentum)):
             if not 0.0 <= float(value) <= 1.0:

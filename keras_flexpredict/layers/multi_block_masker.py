@@ -8,14 +8,14 @@ import types
 
 import keras
 import numpy as np
-from keras.src.layers.preprocessing.data_layer import DataLayer
-from keras.src.random.seed_generator import SeedGenerator
+from keras.random import SeedGenerator
 
-from keras_flexpredict.distribution.replicas import replica_context
+from keras_flexpredict.utils import keras_internals as backend_utils
+from keras_flexpredict.utils import keras_internals as tracking
+from keras_flexpredict.utils.backend_adapter import replica_context
+from keras_flexpredict.utils.keras_internals import DataLayer
 from keras_flexpredict.utils.seed_state import load_seed_state
 from keras_flexpredict.utils.seed_state import save_seed_state
-from keras.src.utils import backend_utils
-from keras.src.utils import tracking
 
 
 def _check_range(name, value, low_open, high_closed=None):

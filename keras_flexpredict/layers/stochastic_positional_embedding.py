@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_flexpredict.distribution.replicas import replica_seed
+from keras_flexpredict.utils.replicas import replica_seed
 from keras_flexpredict.utils.seed_state import load_seed_state
 from keras_flexpredict.utils.seed_state import save_seed_state
 

@@ -5,18 +5,22 @@ import copy
 
 import keras
 from keras import ops
-from keras.src.backend import AutocastScope
 
-from keras_flexpredict.distribution.replicas import replica_context
-from keras_flexpredict.distribution.replicas import scale_loss_for_replicas
 from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker
+from keras_flexpredict.losses.jepa_loss import LOSSES
+from keras_flexpredict.losses.jepa_loss import jepa_loss
+from keras_flexpredict.models import ema_teacher
 from keras_flexpredict.models.flex_predict_presets import FLEXPREDICT_PRESETS
 from keras_flexpredict.models.jepa_predictor import JEPAPredictor
+from keras_flexpredict.models.target_features import layer_norm_no_affine
+from keras_flexpredict.models.target_features import target_features
 from keras_flexpredict.models.vit_encoder import ViTEncoder
 from keras_flexpredict.models.vit_presets import VIT_PRESETS
+from keras_flexpredict.utils import backend_adapter
+from keras_flexpredict.utils import keras_internals
 from keras_flexpredict.utils.padding import trim_padding
 
-LOSSES = ("smooth_l1", "mse")
+__all__ = ["FlexPredict", "LOSSES"]
 
 
 def _deserialize(obj, cls):
@@ -25,20 +29,6 @@ def _deserialize(obj, cls):
     if not isinstance(obj, cls):
         raise ValueError(f"Expected a {cls.__name__}. Received: {obj!r}")
     return obj
-
-
-def _torch_ema_(pairs, momentum):
-    """`teacher <- m teacher + (1 - m) student` with torch's multi-tensor kernels: one
-    launch per op for all weights instead of one per weight (the eager per-variable
-    loop cost 27% of a ViT-S step on an H100)."""
-    import torch
-
-    with torch.no_grad():
-        teachers = [t.value for t, _ in pairs]
-        students = [s.value for _, s in pairs]
-        m = momentum.to(teachers[0].dtype)
-        torch._foreach_mul_(teachers, m)
-        torch._foreach_add_(teachers, torch._foreach_mul(students, 1.0 - m))
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
@@ -51,6 +41,8 @@ class FlexPredict(keras.Model):
     tokens with the context encoder; predict the target blocks with the predictor
     (StoP noise on the masked tokens when the predictor's `positional_noise="stop"`);
     smooth-L1 (or MSE) loss averaged over real target tokens, features and blocks.
+    Each job has its own module: `models.target_features`, `losses.jepa_loss`,
+    `models.ema_teacher` (docs/flexpredict_step.md).
 
     The target encoder starts as a copy of the context encoder and is updated only by
     EMA, `w_bar <- m w_bar + (1 - m) w`, with `m` rising linearly from
@@ -139,10 +131,16 @@ class FlexPredict(keras.Model):
             name="accumulated_batches", initializer="zeros", dtype="int32", **scalar
         )
         self.ema_start_momentum = self.add_weight(
-            name="ema_start_momentum", initializer=keras.initializers.Constant(0.996), dtype="float32", **scalar
+            name="ema_start_momentum",
+            initializer=keras.initializers.Constant(ema_teacher.DEFAULT_START_MOMENTUM),
+            dtype="float32",
+            **scalar,
         )
         self.ema_end_momentum = self.add_weight(
-            name="ema_end_momentum", initializer=keras.initializers.Constant(1.0), dtype="float32", **scalar
+            name="ema_end_momentum",
+            initializer=keras.initializers.Constant(ema_teacher.DEFAULT_END_MOMENTUM),
+            dtype="float32",
+            **scalar,
         )
         self.ema_total_steps = self.add_weight(
             name="ema_total_steps", initializer="zeros", dtype="float32", **scalar
@@ -168,6 +166,190 @@ class FlexPredict(keras.Model):
         if len(set(grids.values())) != 1:
             raise ValueError(f"Encoder, predictor and masker must share one patch grid. Received: {grids}")
 
+    def build(self, images_shape):
+        images_shape = tuple(images_shape)
+        for part, shape in (
+            (self.encoder, images_shape),
+            (self.target_encoder, images_shape),
+            (self.predictor, (None, None, self.encoder.hidden_dim)),
+        ):
+            if not part.built:  # parts deserialised from a config come built
+                part.build(shape)
+        # The teacher learns only by EMA: freeze every sublayer variable too, and the
+        # variables themselves (on torch a trainable variable records the autograd graph
+        # of the whole target forward pass, activations included, for no gradient).
+        self.target_encoder.trainable = False
+        for variable in self.target_encoder.weights:
+            variable.trainable = False
+        ema_teacher.copy_student_(self._teacher_student_pairs())
+        self.built = True
+
+    def _teacher_student_pairs(self):
+        return ema_teacher.teacher_student_pairs(self.target_encoder, self.encoder)
+
+    # ------------------------------------------------------------ one step
+    def _check_images(self, images):
+        expected = (*self.encoder.image_size, self.encoder.num_channels)
+        shape = tuple(images.shape)
+        if len(shape) != 4 or shape[1:] != expected:
+            raise ValueError(
+                f"FlexPredict expects image batches of shape (batch, {expected[0]}, {expected[1]}, "
+                f"{expected[2]}). Received: shape={shape}"
+            )
+        dtype = keras.backend.standardize_dtype(images.dtype)
+        if "float" not in dtype:
+            raise ValueError(
+                "FlexPredict expects float images (normalised, e.g. with the ImageNet mean/std). "
+                f"Received: dtype={dtype}"
+            )
+
+    def call(self, images, training=None):
+        # The data path of one step: image -> masker -> target features (the EMA
+        # teacher) and context encoder -> predictor; the loss is `compute_loss`.
+        if isinstance(images, (tuple, list)):
+            images = images[0]
+        self._check_images(images)
+        if training:
+            # The one side effect, in training only: the teacher first takes the EMA
+            # update owed for the last optimiser update (see `update_target_encoder`).
+            self.update_target_encoder()
+        # Eager torch drops the padding slots no image uses (the work of the official
+        # code's variable-length masks); compiled backends keep the static slots.
+        masks = trim_padding(self.draw_masks(images))
+        targets = target_features(self.target_encoder, images, masks["target_indices"])
+        context = self.encoder(
+            images,
+            context_indices=masks["context_indices"],
+            context_mask=masks["context_mask"],
+            training=training,
+        )
+        predictions = self.predictor(context, masks, training=training)
+        return {"predictions": predictions, "targets": targets, "target_mask": masks["target_mask"]}
+
+    def draw_masks(self, images):
+        """The masks of one training step: `self.masker(images)`. Override to supply
+        masks from elsewhere (e.g. replayed from another implementation); they must
+        have the masker's layout (real tokens first in every row)."""
+        return self.masker(images)
+
+    # Kept for callers of the former private helper (the conversion tests).
+    _normalize = staticmethod(layer_norm_no_affine)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = jepa_loss(y_pred["predictions"], y_pred["targets"], y_pred["target_mask"], self.loss_name)
+        if self.losses:
+            loss = loss + ops.sum([ops.cast(l, "float32") for l in self.losses])
+        if training:
+            # Counted here, not in `call`: Keras calls `compute_loss(training=True)`
+            # from its train step only, once per optimiser call, so a forward pass
+            # `model(x, training=True)` outside `fit` advances no schedule. The EMA
+            # update this step owes runs at the start of the next one.
+            self._count_batch()
+        # tf.distribute sums the replicas' gradients: divide this replica-local mean by
+        # the replica count there (a no-op on JAX, torch and outside a strategy), so the
+        # loss and gradients are right on any replica count.
+        return backend_adapter.scale_loss_for_replicas(loss)
+
+    # ------------------------------------------------------------------ EMA
+    def update_target_encoder(self):
+        """Applies the EMA update owed for the last completed optimiser update, if any.
+
+        Runs inside the train step, and eagerly from `EMATargetCallback` when `fit`
+        ends. A no-op when the teacher is up to date (`ema_updates == train_steps`),
+        e.g. on the later batches of one accumulated update."""
+        ema_teacher.apply_owed_update(
+            self._teacher_student_pairs(),
+            self.train_steps,
+            self.ema_updates,
+            self.ema_start_momentum,
+            self.ema_end_momentum,
+            self.ema_total_steps,
+        )
+
+    def momentum_at(self, step):
+        """EMA momentum after optimiser step `step` (0-based), as the reference's
+        `start + step * (end - start) / total_steps` (clipped at the end)."""
+        return ema_teacher.momentum_at(step, self.ema_start_momentum, self.ema_end_momentum, self.ema_total_steps)
+
+    def set_ema_schedule(self, start_momentum, end_momentum, total_steps):
+        """Sets the momentum schedule (called by `EMATargetCallback`)."""
+        self.ema_start_momentum.assign(float(start_momentum))
+        self.ema_end_momentum.assign(float(end_momentum))
+        self.ema_total_steps.assign(float(total_steps))
+
+    def gradient_accumulation_steps(self):
+        """Batches per real optimiser update: the compiled optimiser's
+        `gradient_accumulation_steps` (also inside a `LossScaleOptimizer`), else 1."""
+        optimizer = getattr(self, "optimizer", None)
+        while optimizer is not None:
+            steps = getattr(optimizer, "gradient_accumulation_steps", None)
+            if steps:
+                return int(steps)
+            optimizer = getattr(optimizer, "inner_optimizer", None)
+        return 1
+
+    def _count_batch(self):
+        """Advances `train_steps` when this batch completes a real optimiser update."""
+        k = self.gradient_accumulation_steps()
+        if k == 1:
+            self.train_steps.assign_add(1)
+            return
+        # Traceable on every backend: no Python branch on a tensor.
+        batches = self.accumulated_batches + 1
+        boundary = ops.cast(batches >= k, "int32")
+        self.train_steps.assign(self.train_steps + boundary)
+        self.accumulated_batches.assign(batches * (1 - boundary))
+
+    def sync_accumulation(self):
+        """Aligns `accumulated_batches` with the optimiser's micro-batch counter, which
+        decides when the real update happens (called by `EMATargetCallback` when `fit`
+        starts; a no-op without gradient accumulation)."""
+        k = self.gradient_accumulation_steps()
+        if k == 1:
+            self.accumulated_batches.assign(0)
+            return
+        optimizer = self.optimizer
+        while getattr(optimizer, "gradient_accumulation_steps", None) is None:
+            optimizer = optimizer.inner_optimizer
+        micro = int(ops.convert_to_numpy(keras_internals.optimizer_micro_iterations(optimizer)))
+        self.accumulated_batches.assign(micro % k)
+
+    # ------------------------------------------------------------- training
+    def compile(self, optimizer="jepa_adamw", **kwargs):
+        """As `keras.Model.compile`; the loss is the model's own (`loss` is refused).
+        The default optimiser is `JEPAAdamW` (lr 1e-3, weight decay 0.04, none on 1-D
+        weights); recipes pass `kfp.optimizers.make_jepa_optimizer(...)` instead."""
+        if kwargs.get("loss") is not None:
+            raise ValueError(
+                "FlexPredict computes its own loss (set `loss=` on the model). "
+                f"Received: loss={kwargs['loss']!r}"
+            )
+        if optimizer == "jepa_adamw":
+            from keras_flexpredict.optimizers import JEPAAdamW
+
+            optimizer = JEPAAdamW(learning_rate=1e-3, weight_decay=0.04)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """As `keras.Model.fit`; adds an `EMATargetCallback` with the paper's momentum
+        schedule (0.996 -> 1.0 over the run) when `callbacks` has none. On torch inside
+        an initialised `torch.distributed` group of several processes it also adds
+        `kfp.distribution.TorchDataParallel` (Keras's torch trainer never all-reduces
+        gradients, so replicas would drift apart silently)."""
+        from keras_flexpredict.callbacks.ema_target_callback import EMATargetCallback
+        from keras_flexpredict.callbacks.torch_data_parallel import TorchDataParallel
+
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, EMATargetCallback) for c in callbacks):
+            callbacks.append(EMATargetCallback())
+        torch_ddp = backend_adapter.torch_world_size() > 1
+        if torch_ddp and not any(isinstance(c, TorchDataParallel) for c in callbacks):
+            # Last: its broadcast from rank 0 then follows any state restored at the start
+            # of `fit` (e.g. by BackupAndRestore).
+            callbacks.append(TorchDataParallel())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    # ------------------------------------------------------ presets and export
     @classmethod
     def from_preset(cls, preset, encoder=None, predictor=None, masker=None, **kwargs):
         """A randomly initialised model of a paper run, e.g.
@@ -265,218 +447,6 @@ class FlexPredict(keras.Model):
 
         return save_preset(self, directory)
 
-    def build(self, images_shape):
-        images_shape = tuple(images_shape)
-        for part, shape in (
-            (self.encoder, images_shape),
-            (self.target_encoder, images_shape),
-            (self.predictor, (None, None, self.encoder.hidden_dim)),
-        ):
-            if not part.built:  # parts deserialised from a config come built
-                part.build(shape)
-        # The teacher learns only by EMA: freeze every sublayer variable too, and the
-        # variables themselves (on torch a trainable variable records the autograd graph
-        # of the whole target forward pass, activations included, for no gradient).
-        self.target_encoder.trainable = False
-        for variable in self.target_encoder.weights:
-            variable.trainable = False
-        for teacher, student in self._teacher_student_pairs():
-            teacher.assign(ops.copy(student))  # a fresh buffer: JAX donates both
-        self.built = True
-
-    def _teacher_student_pairs(self):
-        return list(zip(self.target_encoder.weights, self.encoder.weights))
-
-    # ------------------------------------------------------------------ EMA
-    def momentum_at(self, step):
-        """EMA momentum after optimiser step `step` (0-based), as the reference's
-        `start + step * (end - start) / total_steps` (clipped at the end)."""
-        start = ops.convert_to_tensor(self.ema_start_momentum.value, "float32")
-        end = ops.convert_to_tensor(self.ema_end_momentum.value, "float32")
-        total = ops.convert_to_tensor(self.ema_total_steps.value, "float32")
-        progress = ops.where(
-            total > 0, ops.minimum(ops.cast(step, "float32") / ops.maximum(total, 1.0), 1.0), 0.0
-        )
-        return start + (end - start) * progress
-
-    def set_ema_schedule(self, start_momentum, end_momentum, total_steps):
-        """Sets the momentum schedule (called by `EMATargetCallback`)."""
-        self.ema_start_momentum.assign(float(start_momentum))
-        self.ema_end_momentum.assign(float(end_momentum))
-        self.ema_total_steps.assign(float(total_steps))
-
-    def gradient_accumulation_steps(self):
-        """Batches per real optimiser update: the compiled optimiser's
-        `gradient_accumulation_steps` (also inside a `LossScaleOptimizer`), else 1."""
-        optimizer = getattr(self, "optimizer", None)
-        while optimizer is not None:
-            steps = getattr(optimizer, "gradient_accumulation_steps", None)
-            if steps:
-                return int(steps)
-            optimizer = getattr(optimizer, "inner_optimizer", None)
-        return 1
-
-    def _count_batch(self):
-        """Advances `train_steps` when this batch completes a real optimiser update."""
-        k = self.gradient_accumulation_steps()
-        if k == 1:
-            self.train_steps.assign_add(1)
-            return
-        # Traceable on every backend: no Python branch on a tensor.
-        batches = self.accumulated_batches + 1
-        boundary = ops.cast(batches >= k, "int32")
-        self.train_steps.assign(self.train_steps + boundary)
-        self.accumulated_batches.assign(batches * (1 - boundary))
-
-    def sync_accumulation(self):
-        """Aligns `accumulated_batches` with the optimiser's micro-batch counter, which
-        decides when the real update happens (called by `EMATargetCallback` when `fit`
-        starts; a no-op without gradient accumulation)."""
-        k = self.gradient_accumulation_steps()
-        if k == 1:
-            self.accumulated_batches.assign(0)
-            return
-        optimizer = self.optimizer
-        while getattr(optimizer, "gradient_accumulation_steps", None) is None:
-            optimizer = optimizer.inner_optimizer
-        micro = int(ops.convert_to_numpy(optimizer._iterations))
-        self.accumulated_batches.assign(micro % k)
-
-    def update_target_encoder(self):
-        """Applies the EMA update owed for the last completed optimiser update, if any.
-
-        Runs inside the train step, and eagerly from `EMATargetCallback` when `fit`
-        ends. A no-op when the teacher is up to date (`ema_updates == train_steps`),
-        e.g. on the later batches of one accumulated update."""
-        # Under a mixed policy Keras would read the float32 weights as bfloat16 here;
-        # the EMA must run in the variables' own precision.
-        with AutocastScope(None):
-            owed = self.ema_updates < self.train_steps
-            momentum = ops.where(owed, self.momentum_at(self.train_steps - 1), 1.0)
-            # Fixed tables (sin-cos PE) are equal already and skipped.
-            pairs = [(t, s) for t, s in self._teacher_student_pairs() if s.trainable]
-            if keras.backend.backend() == "torch":
-                _torch_ema_(pairs, momentum)
-            else:
-                for teacher, student in pairs:
-                    m = ops.cast(momentum, teacher.dtype)
-                    student_value = ops.stop_gradient(ops.cast(student.value, teacher.dtype))
-                    teacher.assign(m * teacher.value + (1.0 - m) * student_value)
-            # A copy: on JAX two variables must never share one buffer (donation).
-            self.ema_updates.assign(ops.copy(self.train_steps.value))
-
-    # ------------------------------------------------------------- training
-    def _check_images(self, images):
-        expected = (*self.encoder.image_size, self.encoder.num_channels)
-        shape = tuple(images.shape)
-        if len(shape) != 4 or shape[1:] != expected:
-            raise ValueError(
-                f"FlexPredict expects image batches of shape (batch, {expected[0]}, {expected[1]}, "
-                f"{expected[2]}). Received: shape={shape}"
-            )
-        dtype = keras.backend.standardize_dtype(images.dtype)
-        if "float" not in dtype:
-            raise ValueError(
-                "FlexPredict expects float images (normalised, e.g. with the ImageNet mean/std). "
-                f"Received: dtype={dtype}"
-            )
-
-    def call(self, images, training=None):
-        if isinstance(images, (tuple, list)):
-            images = images[0]
-        self._check_images(images)
-        if training:
-            self.update_target_encoder()
-        # Eager torch drops the padding slots no image uses (the work of the official
-        # code's variable-length masks); compiled backends keep the static slots.
-        masks = trim_padding(self.draw_masks(images))
-        targets = self.target_encoder(images, training=False)
-        targets = ops.stop_gradient(self._normalize(targets))
-        b = ops.shape(targets)[0]
-        _, m, kt = masks["target_indices"].shape
-        idx = ops.reshape(ops.cast(masks["target_indices"], "int32"), (b, m * kt, 1))
-        targets = ops.reshape(ops.take_along_axis(targets, idx, axis=1), (b, m, kt, -1))
-        context = self.encoder(
-            images,
-            context_indices=masks["context_indices"],
-            context_mask=masks["context_mask"],
-            training=training,
-        )
-        predictions = self.predictor(context, masks, training=training)
-        return {"predictions": predictions, "targets": targets, "target_mask": masks["target_mask"]}
-
-    def draw_masks(self, images):
-        """The masks of one training step: `self.masker(images)`. Override to supply
-        masks from elsewhere (e.g. replayed from another implementation); they must
-        have the masker's layout (real tokens first in every row)."""
-        return self.masker(images)
-
-    @staticmethod
-    def _normalize(x, epsilon=1e-5):
-        # F.layer_norm(h, (h.size(-1),)) of the reference: no affine, eps 1e-5.
-        x = ops.cast(x, "float32")
-        mean = ops.mean(x, axis=-1, keepdims=True)
-        var = ops.var(x, axis=-1, keepdims=True)
-        return (x - mean) * ops.rsqrt(var + epsilon)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        predictions = ops.cast(y_pred["predictions"], "float32")
-        targets = ops.cast(y_pred["targets"], "float32")
-        weight = ops.cast(y_pred["target_mask"], "float32")[..., None]
-        diff = predictions - targets
-        if self.loss_name == "smooth_l1":
-            abs_diff = ops.abs(diff)
-            per_element = ops.where(abs_diff < 1.0, 0.5 * diff * diff, abs_diff - 0.5)
-        else:
-            per_element = diff * diff
-        count = ops.maximum(ops.sum(weight), 1.0) * ops.cast(ops.shape(diff)[-1], "float32")
-        loss = ops.sum(per_element * weight) / count
-        if self.losses:
-            loss = loss + ops.sum([ops.cast(l, "float32") for l in self.losses])
-        if training:
-            # Counted here, not in `call`: Keras calls `compute_loss(training=True)`
-            # from its train step only, once per optimiser call, so a forward pass
-            # `model(x, training=True)` outside `fit` advances no schedule.
-            self._count_batch()
-        # tf.distribute sums the replicas' gradients: divide this replica-local mean by
-        # the replica count there (a no-op on JAX, torch and outside a strategy), so the
-        # loss and gradients are right on any replica count.
-        return scale_loss_for_replicas(loss)
-
-    def compile(self, optimizer="jepa_adamw", **kwargs):
-        """As `keras.Model.compile`; the loss is the model's own (`loss` is refused).
-        The default optimiser is `JEPAAdamW` (lr 1e-3, weight decay 0.04, none on 1-D
-        weights); recipes pass `kfp.optimizers.make_jepa_optimizer(...)` instead."""
-        if kwargs.get("loss") is not None:
-            raise ValueError(
-                "FlexPredict computes its own loss (set `loss=` on the model). "
-                f"Received: loss={kwargs['loss']!r}"
-            )
-        if optimizer == "jepa_adamw":
-            from keras_flexpredict.optimizers import JEPAAdamW
-
-            optimizer = JEPAAdamW(learning_rate=1e-3, weight_decay=0.04)
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def fit(self, *args, callbacks=None, **kwargs):
-        """As `keras.Model.fit`; adds an `EMATargetCallback` with the paper's momentum
-        schedule (0.996 -> 1.0 over the run) when `callbacks` has none. On torch inside
-        an initialised `torch.distributed` group of several processes it also adds
-        `kfp.distribution.TorchDataParallel` (Keras's torch trainer never all-reduces
-        gradients, so replicas would drift apart silently)."""
-        from keras_flexpredict.callbacks.ema_target_callback import EMATargetCallback
-        from keras_flexpredict.distribution.torch_data_parallel import TorchDataParallel
-
-        callbacks = list(callbacks or [])
-        if not any(isinstance(c, EMATargetCallback) for c in callbacks):
-            callbacks.append(EMATargetCallback())
-        torch_ddp = keras.backend.backend() == "torch" and replica_context("torch")[1] > 1
-        if torch_ddp and not any(isinstance(c, TorchDataParallel) for c in callbacks):
-            # Last: its broadcast from rank 0 then follows any state restored at the start
-            # of `fit` (e.g. by BackupAndRestore).
-            callbacks.append(TorchDataParallel())
-        return super().fit(*args, callbacks=callbacks, **kwargs)
-
     def export_target_encoder(self, filepath):
         """Writes the target encoder alone as a `.keras` file (atomically), for feature
         extraction: `keras.saving.load_model(filepath)(images)`.
@@ -484,12 +454,13 @@ class FlexPredict(keras.Model):
         In a multi-process run call it on every process: variables sharded across
         processes are gathered to the host and only the chief writes
         (`kfp.distribution.save_model`)."""
-        from keras_flexpredict.distribution.saving import save_model
+        from keras_flexpredict.utils.distributed_saving import save_model
 
         if not str(filepath).endswith(".keras"):
             raise ValueError(f"`filepath` must end in .keras. Received: filepath={filepath}")
         save_model(self.target_encoder, filepath)
 
+    # --------------------------------------------------------------- config
     def get_config(self):
         return {
             "name": self.name,

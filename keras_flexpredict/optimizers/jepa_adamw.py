@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_flexpredict.optimizers._validation import check_non_negative_float
+from keras_flexpredict.utils import backend_adapter
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
@@ -203,56 +204,14 @@ class JEPAAdamW(keras.optimizers.AdamW):
     def _apply_weight_decay(self, variables):
         # Overrides BaseOptimizer's and the torch / TF backend optimisers'
         # versions (this class comes first in the MRO on every backend), which
-        # would read `self.weight_decay` as a constant.
+        # would read `self.weight_decay` as a constant. (A private Keras method:
+        # listed in `keras_flexpredict.utils.keras_internals.PRIVATE_API`.)
         if self.weight_decay is None:
             return
         variables = [v for v in variables if self._use_weight_decay(v)]
         if not variables:
             return
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            self._tf_apply_weight_decay(variables)
-        elif backend == "torch":
-            self._torch_apply_weight_decay(variables)
-        else:
-            factor = self._decay_factor()
-            for variable in variables:
-                variable.assign(ops.multiply(variable, ops.cast(factor, variable.dtype)))
-
-    def _torch_apply_weight_decay(self, variables):
-        import torch
-
-        with torch.no_grad():
-            factor = self._decay_factor()
-            by_dtype = {}
-            for variable in variables:
-                by_dtype.setdefault(variable.value.dtype, []).append(variable.value)
-            for dtype, tensors in by_dtype.items():
-                torch._foreach_mul_(tensors, factor.to(dtype))
-
-    def _tf_apply_weight_decay(self, variables):
-        # The pattern of keras/src/backend/tensorflow/optimizer.py (which reads
-        # a constant `self.weight_decay`): the factor is computed in the replica
-        # context, like the learning rate Keras passes to its update step, and
-        # applied once per replica via `distribution.extended.update`, so
-        # tf.distribute strategies (MirroredStrategy, ...) keep working.
-        import tensorflow as tf
-
-        def distributed_apply_weight_decay(distribution, variables, factor, **kwargs):
-            def weight_decay_fn(variable, factor):
-                variable.assign(variable * tf.cast(factor, variable.dtype))
-
-            for variable in variables:
-                if isinstance(variable, keras.Variable):
-                    variable = variable.value
-                distribution.extended.update(variable, weight_decay_fn, args=(factor,), group=False)
-
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            distributed_apply_weight_decay,
-            self._distribution_strategy,
-            variables,
-            self._decay_factor(),
-        )
+        backend_adapter.multiply_variables_(variables, self._decay_factor, optimizer=self)
 
     # -- Adam step ---------------------------------------------------------
 
@@ -261,19 +220,8 @@ class JEPAAdamW(keras.optimizers.AdamW):
         # `torch._foreach_*` implementation, not subclasses: use the same
         # multi-tensor Adam step here (the variable-by-variable fallback gives
         # the same numbers, more slowly).
-        if keras.backend.backend() == "torch":
-            try:
-                from keras.src.backend.torch.optimizers import torch_adam
-            except ImportError:  # pragma: no cover - Keras layout changed
-                torch_adam = None
-            parallel_step = getattr(getattr(torch_adam, "Adam", None), "_parallel_update_step", None)
-            if parallel_step is not None:
-                import torch
-
-                with torch.no_grad():
-                    parallel_step(self, grads, trainable_variables, learning_rate)
-                return
-        super()._backend_update_step(grads, trainable_variables, learning_rate)
+        if not backend_adapter.fused_adam_step(self, grads, trainable_variables, learning_rate):
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     # -- config ------------------------------------------------------------
 

@@ -68,7 +68,7 @@ class TestCase(unittest.TestCase):
     def run_saving_test(self, obj, call_fn, atol=1e-6):
         """Saves `obj` (a built layer or model) to `.keras`, loads it, and checks
         that `call_fn(loaded)` equals `call_fn(obj)`. Returns the loaded object."""
-        from keras.src.saving import saving_lib
+        from keras import saving as saving_lib
 
         expected = to_numpy(call_fn(obj))
         path = os.path.join(self.get_temp_dir(), "obj.keras")
@@ -103,7 +103,7 @@ class TestCase(unittest.TestCase):
         variables = list(variables)
         if self.backend == "jax":
             import jax
-            from keras.src.backend.common.stateless_scope import StatelessScope
+            from keras import StatelessScope
 
             def f(values):
                 with StatelessScope(state_mapping=list(zip(variables, values))):

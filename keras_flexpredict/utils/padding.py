@@ -1,24 +1,10 @@
 """Dropping padding slots where shapes may change from step to step."""
 
-import keras
 from keras import ops
 
+from keras_flexpredict.utils.backend_adapter import shapes_may_vary
 
-def shapes_may_vary(tensor):
-    """True where `tensor` is concrete and ops run one by one (the torch backend
-    outside `torch.compile`, not a symbolic or meta-device trace): there a step may
-    take the shapes of its own masks, at the cost of one host read per step. Compiled
-    programs (JAX jit, tf.function, XLA, torch.compile) keep static shapes, so they
-    compile once."""
-    if keras.backend.backend() != "torch":
-        return False
-    import torch
-
-    return (
-        isinstance(tensor, torch.Tensor)
-        and tensor.device.type != "meta"
-        and not torch.compiler.is_compiling()
-    )
+__all__ = ["shapes_may_vary", "trim_padding"]
 
 
 def trim_padding(masks):

@@ -21,7 +21,7 @@ def _as_replica(replica_id, num_replicas):
     """Patches every place that asks which replica is running."""
     fake = lambda backend=None: (replica_id, num_replicas)  # noqa: E731
     return (
-        mock.patch("keras_flexpredict.distribution.replicas.replica_context", fake),
+        mock.patch("keras_flexpredict.utils.replicas.replica_context", fake),
         mock.patch("keras_flexpredict.layers.multi_block_masker.replica_context", fake),
     )
 
