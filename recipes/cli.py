@@ -83,9 +83,11 @@ def parse_flags(flag_values, argv):
     argv = expand_argv(argv)
     try:
         return flag_values(argv)
-    except (AttributeError, KeyError) as e:
+    except (AttributeError, KeyError) as e:  # ml_collections: a key the locked recipe lacks
         bad = [a for a in argv if a.startswith(("--config.", "-config."))]
-        raise ValueError(f"Unknown recipe key in {' '.join(bad)}: {e}. Received: {bad}") from None
+        why = str(e.args[0] if e.args else e)
+        why = why.replace("\\n", " ").replace("\n", " ").replace("\\'", "").strip("'")
+        raise ValueError(f"Unknown recipe key ({why}). Received: {' '.join(bad)}") from None
 
 
 def recipe_name(flag_values):
