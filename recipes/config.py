@@ -74,13 +74,12 @@ EMA_DEFAULTS = {"start_momentum": 0.996, "end_momentum": 1.0}
 _DATA_RESERVED = ("training", "skipped_counter", "steps_per_epoch", "initial_epoch")
 _OPTIMIZER_RESERVED = ("total_steps", "warmup_steps", "constant_after_step", "learning_rate", "weight_decay")
 # Constructor arguments that take an int or a pair: any value type passes the schema.
-_SIZE_KEYS = ("image_size", "grid_size", "output_size", "patch_size")
-# Keys every resolved recipe lists (None included); other None values mean "unset".
+_SIZE_KEYS = ("image_size", "grid_size", "output_size")
+# Keys of the optimizer and data sections that a resolved recipe always lists (None
+# included); their other keys, and those of the model parts, are left out when None.
 _FIXED = {
-    "model": ("preset", "loss"),
     "optimizer": ("start_lr", "peak_lr", "final_lr", "warmup_epochs", "constant_after_epoch",
                   "start_weight_decay", "end_weight_decay"),
-    "ema": ("start_momentum", "end_momentum", "total_steps"),
     "data": ("source", "batch_size"),
 }
 _REQUIRED = ("model.preset", "optimizer.start_lr", "optimizer.peak_lr", "optimizer.final_lr",
