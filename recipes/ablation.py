@@ -35,13 +35,17 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from keras_flexpredict.utils.atomic_write import atomic_write_bytes  # noqa: E402
+from keras_flexpredict.utils.atomic_write import atomic_write_json  # noqa: E402
+from keras_flexpredict.utils.atomic_write import atomic_write_text  # noqa: E402
+from recipes import cli  # noqa: E402
 
 # name -> (recipe, overrides, title)
 VARIANTS = {
@@ -79,17 +83,7 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 def _write_json(path, value):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write_json(path, value, sort_keys=True)
 
 
 def statistics(values):
@@ -211,9 +205,7 @@ def run_ablation(output_dir="ablation_output", variants=("stop", "ijepa"), seeds
         wall_time_s=round(time.time() - start, 1),
     )
     table = format_table(summary)
-    with open(os.path.join(output_dir, ".table.md.tmp"), "w", encoding="utf-8") as f:
-        f.write(table + "\n")
-    os.replace(os.path.join(output_dir, ".table.md.tmp"), os.path.join(output_dir, "table.md"))
+    atomic_write_text(os.path.join(output_dir, "table.md"), table + "\n")
     summary["figure"] = save_figure(os.path.join(output_dir, "ablation.png"), summary)
     _write_json(os.path.join(output_dir, "summary.json"), summary)
     print("\n" + table)
@@ -292,24 +284,15 @@ def save_figure(path, summary):
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ablation.", suffix=".png")
+    png = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110)
-        os.replace(tmp, path)
+        fig.savefig(png, format="png", dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return os.path.abspath(path)
+    return atomic_write_bytes(path, png.getvalue())
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    fv = flags.FLAGS
+def _main(fv):
     run_ablation(
         output_dir=fv.output_dir,
         variants=fv.variants,
@@ -322,5 +305,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run_main(define_flags, _main)

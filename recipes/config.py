@@ -1,10 +1,11 @@
-"""Pretraining recipes: loading, command-line overrides and validation.
+"""Pretraining recipes on `ml_collections`: one locked, typed `ConfigDict`, JSON files
+that hold only what differs from it, command-line overrides, one validation.
 
-A recipe is a JSON object with five sections whose keys are constructor arguments:
+A recipe has six sections whose keys are constructor arguments:
 
 - `model`: `preset` (a `FlexPredict.from_preset` name), `encoder` / `predictor` /
-  `masker` (dicts of `ViTEncoder` / `JEPAPredictor` / `MultiBlockMasker` arguments that
-  override the preset) and `loss`.
+  `masker` (`ViTEncoder` / `JEPAPredictor` / `MultiBlockMasker` arguments over the
+  preset; unset keys, `None`, are the preset's) and `loss`.
 - `optimizer`: the arguments of `kfp.optimizers.make_jepa_optimizer` (and of
   `JEPAAdamW`), except that its step counts are given in epochs as the paper gives
   them: `warmup_epochs` (-> `warmup_steps`) and `constant_after_epoch`
@@ -19,13 +20,28 @@ A recipe is a JSON object with five sections whose keys are constructor argument
 - `train`: `epochs`, `steps_per_epoch` (None: the data set size // batch size),
   `checkpoint_every` (epochs; 0: none), `seed`, `output_dir`, `dtype_policy`,
   `steps_per_execution`, `verbose`.
-- `monitor` (optional): training diagnostics and an online probe, see
-  `recipes/monitoring.py` (diagnostics every epoch by default, probe off).
+- `monitor`: training diagnostics and an online probe, see `recipes/monitoring.py`
+  (diagnostics every epoch by default, probe off).
 
-A top-level `description` string is allowed. `--override=section.key=value` (also
-`model.encoder.depth=2`) sets one value; values are read as JSON when they parse as
-JSON, else as strings. `validate_config` checks every key and value before anything
-is built and names the bad key and value in its error.
+plus a top-level `description`. `default_config()` is the schema: every key, its type
+and its default, locked, so a misspelt key raises naming it and a value of the wrong
+type raises naming the key (`ml_collections` checks both on every assignment). A recipe
+file (`recipes/configs/*.json`) sets only what differs from the defaults and from its
+model preset; `get_config` lays it over the schema.
+
+Overrides: `--config.section.key=value` (`ml_collections.config_flags`, parsed by the
+key's type) or the older `--override=section.key=value` (`apply_overrides`; the value
+is read as JSON when it parses, else as a string); both set the same `ConfigDict`
+field. `validate_config` then checks every value once, before anything is built, and
+returns the resolved recipe as a plain dict.
+
+Example:
+>>> config = get_config("stop_tiny_procedural")
+>>> config.train.epochs
+12
+>>> config = apply_overrides(config, ["train.epochs=2"])
+>>> validate_config(config, "stop_tiny_procedural")["train"]["epochs"]
+2
 """
 
 import copy
@@ -36,41 +52,235 @@ import numbers
 import os
 import sys
 
+try:
+    import ml_collections
+    from ml_collections import config_dict
+except ImportError as e:  # pragma: no cover
+    raise ImportError(
+        "The recipes read their configs with ml_collections: pip install 'keras-flexpredict[train]' "
+        "(or pip install ml_collections)."
+    ) from e
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-SECTIONS = ("model", "optimizer", "ema", "data", "train")
+# The `ml_collections` config file: `--config=recipes/configs/recipe.py:<recipe name or .json>`.
+RECIPE_FILE = os.path.join(CONFIG_DIR, "recipe.py")
+SECTIONS = ("model", "optimizer", "ema", "data", "train", "monitor")
 DATA_SOURCES = ("procedural", "image_folder", "tfds")
-_REQUIRED = object()
+MODEL_PARTS = ("encoder", "predictor", "masker")
+# EMA teacher momentum: linear from start to end over the run (`EMATargetCallback`).
+EMA_DEFAULTS = {"start_momentum": 0.996, "end_momentum": 1.0}
 
 # Keys the recipe fills itself and a config may not set.
 _DATA_RESERVED = ("training", "skipped_counter", "steps_per_epoch", "initial_epoch")
 _OPTIMIZER_RESERVED = ("total_steps", "warmup_steps", "constant_after_step", "learning_rate", "weight_decay")
-
-_DEFAULTS = {
-    "model": {"preset": _REQUIRED, "encoder": {}, "predictor": {}, "masker": {}, "loss": "smooth_l1"},
-    "optimizer": {
-        "start_lr": _REQUIRED,
-        "peak_lr": _REQUIRED,
-        "final_lr": _REQUIRED,
-        "warmup_epochs": _REQUIRED,
-        "constant_after_epoch": None,
-        "start_weight_decay": 0.04,
-        "end_weight_decay": 0.4,
-    },
-    "ema": {"start_momentum": 0.996, "end_momentum": 1.0, "total_steps": None},
-    "data": {"source": "procedural", "batch_size": _REQUIRED},
-    "train": {
-        "epochs": _REQUIRED,
-        "steps_per_epoch": None,
-        "checkpoint_every": 1,
-        "seed": 0,
-        "output_dir": None,
-        "dtype_policy": None,
-        "steps_per_execution": 1,
-        "verbose": 1,
-    },
+# Constructor arguments that take an int or a pair: any value type passes the schema.
+_SIZE_KEYS = ("image_size", "grid_size", "output_size")
+# Keys of the optimizer and data sections that a resolved recipe always lists (None
+# included); their other keys, and those of the model parts, are left out when None.
+_FIXED = {
+    "optimizer": ("start_lr", "peak_lr", "final_lr", "warmup_epochs", "constant_after_epoch",
+                  "start_weight_decay", "end_weight_decay"),
+    "data": ("source", "batch_size"),
 }
+_REQUIRED = ("model.preset", "optimizer.start_lr", "optimizer.peak_lr", "optimizer.final_lr",
+             "optimizer.warmup_epochs", "data.batch_size", "train.epochs")
 
 
+# ------------------------------------------------------------------ schema
+def _field(value, field_type):
+    return config_dict.FieldReference(value, field_type=field_type)
+
+
+def _parameters(fn, exclude=()):
+    params = inspect.signature(fn).parameters
+    return {
+        n: p for n, p in params.items()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n not in ("self",) + tuple(exclude)
+    }
+
+
+def _unset_arguments(*functions, exclude=(), fixed=None):
+    """A `ConfigDict` of every argument of `functions`, unset (None), typed by its
+    default (any type for sizes, sequences and None defaults), and the `fixed` fields."""
+    fields = dict(fixed or {})
+    for fn in functions:
+        for name, p in _parameters(fn, exclude).items():
+            default = p.default
+            simple = isinstance(default, (bool, int, float, str)) and name not in _SIZE_KEYS
+            fields.setdefault(name, _field(None, type(default) if simple else object))
+    return ml_collections.ConfigDict(fields)
+
+
+def _data_function(source):
+    from keras_flexpredict import data
+
+    return {
+        "procedural": data.procedural_shapes_dataset,
+        "image_folder": data.image_folder_dataset,
+        "tfds": data.tfds_imagenet_dataset,
+    }[source]
+
+
+def _data_section(source):
+    fixed = {"source": _field(source, str), "batch_size": _field(None, int)}
+    return _unset_arguments(_data_function(source), exclude=_DATA_RESERVED, fixed=fixed)
+
+
+def default_config(source="procedural"):
+    """The recipe schema: every key with its type and default, locked.
+
+    `None` marks a required key (`model.preset`, the learning rates, `warmup_epochs`,
+    `data.batch_size`, `train.epochs`) or, in `model.encoder` / `predictor` / `masker`,
+    the data section and the optimiser's extra arguments, a key left to the preset or
+    to the constructor's default. The `data` keys are those of `source`'s pipeline.
+
+    Example:
+    >>> config = default_config()
+    >>> config.ema.start_momentum, config.train.checkpoint_every
+    (0.996, 1)
+    """
+    from keras_flexpredict.callbacks import EMATargetCallback
+    from keras_flexpredict.layers import MultiBlockMasker
+    from keras_flexpredict.models import JEPAPredictor
+    from keras_flexpredict.models import ViTEncoder
+    from keras_flexpredict.optimizers import JEPAAdamW
+    from keras_flexpredict.optimizers import make_jepa_optimizer
+    from recipes import monitoring
+
+    if source not in DATA_SOURCES:
+        _fail("data.source", source, f"must be one of {DATA_SOURCES}")
+    config = ml_collections.ConfigDict()
+    config.description = _field("", str)
+    config.model = ml_collections.ConfigDict({
+        "preset": _field(None, str),
+        "encoder": _unset_arguments(ViTEncoder.__init__, exclude=("name", "dtype")),
+        "predictor": _unset_arguments(JEPAPredictor.__init__, exclude=("name", "dtype")),
+        "masker": _unset_arguments(MultiBlockMasker.__init__, exclude=("name", "dtype")),
+        "loss": _field("smooth_l1", str),
+    })
+    schedule = {key: _field(None, float) for key in ("start_lr", "peak_lr", "final_lr", "warmup_epochs")}
+    schedule.update(
+        constant_after_epoch=_field(None, float), start_weight_decay=_field(0.04, float),
+        end_weight_decay=_field(0.4, float),
+    )
+    config.optimizer = _unset_arguments(
+        make_jepa_optimizer, JEPAAdamW.__init__, exclude=_OPTIMIZER_RESERVED + ("name",), fixed=schedule
+    )
+    ema = {key: _field(value, float) for key, value in EMA_DEFAULTS.items()}
+    config.ema = _unset_arguments(EMATargetCallback.__init__, fixed=dict(ema, total_steps=_field(None, int)))
+    config.data = _data_section(source)
+    config.train = ml_collections.ConfigDict({
+        "epochs": _field(None, int),
+        "steps_per_epoch": _field(None, int),
+        "checkpoint_every": _field(1, int),
+        "seed": _field(0, int),
+        "output_dir": _field(None, str),
+        "dtype_policy": _field(None, str),
+        "steps_per_execution": _field(1, int),
+        "verbose": _field(1, int),
+    })
+    config.monitor = ml_collections.ConfigDict({
+        key: _field(copy.deepcopy(value), type(value) if isinstance(value, (int, float)) else object)
+        for key, value in monitoring.DEFAULTS.items()
+    })
+    config.lock()
+    return config
+
+
+# --------------------------------------------------------------- assignment
+def _fail(key, value, why):
+    raise ValueError(f"Recipe key `{key}` {why}. Received: {key}={value!r}")
+
+
+def _not_known(path, config, node):
+    """Why a key is refused at `path` (a section), with the keys it accepts."""
+    accepted = sorted(node.keys())
+    if len(path) == 2 and path[0] == "model" and path[1] in MODEL_PARTS:
+        from keras_flexpredict.layers import MultiBlockMasker
+        from keras_flexpredict.models import JEPAPredictor
+        from keras_flexpredict.models import ViTEncoder
+
+        cls = {"encoder": ViTEncoder, "predictor": JEPAPredictor, "masker": MultiBlockMasker}[path[1]]
+        return f"is not an argument of {cls.__name__} ({accepted})"
+    if path == ["data"]:
+        source = config.data.source
+        return (
+            f"is not an argument of {_data_function(source).__name__} (data.source={source!r}; "
+            f"accepted: {accepted})"
+        )
+    if not path:
+        return f"is not a recipe section ({accepted})"
+    return f"is not a known key of section `{'.'.join(path)}` ({accepted})"
+
+
+def _unknown(config, path, i, value):
+    for part in reversed(path[i + 1 :]):
+        value = {part: value}
+    node = config
+    for part in path[:i]:
+        node = node[part]
+    _fail(".".join(path[: i + 1]), value, _not_known(path[:i], config, node))
+
+
+def _set(config, path, value):
+    """Sets `config[path]` (a list of keys) to `value`, naming the key in any error."""
+    node = config
+    for i, part in enumerate(path[:-1]):
+        if part not in node:
+            _unknown(config, path, i, value)
+        child = node[part]
+        if not isinstance(child, ml_collections.ConfigDict):
+            where = ".".join(path[: i + 1])
+            raise ValueError(
+                f"Cannot set `{'.'.join(path)}`: `{where}` is not a section. Received: {where}={child!r}"
+            )
+        node = child
+    key, last = ".".join(path), path[-1]
+    if last not in node:
+        _unknown(config, path, len(path) - 1, value)
+    if isinstance(node[last], ml_collections.ConfigDict):
+        if not isinstance(value, dict):
+            _fail(key, value, "is a section: give it a dict or set its keys one by one")
+        for child, child_value in value.items():
+            _set(config, path + [str(child)], child_value)
+        return
+    if isinstance(value, dict):
+        _fail(key, value, "is not a section")
+    try:
+        node[last] = value
+    except TypeError:
+        type_name = getattr(node.get_type(last), "__name__", str(node.get_type(last)))
+        _fail(key, value, f"must be of type {type_name}")
+
+
+def _merge(config, values, prefix=()):
+    for key, value in values.items():
+        _set(config, list(prefix) + [str(key)], value)
+
+
+def from_dict(recipe):
+    """A recipe given as a dict (a JSON file's content) laid over `default_config`:
+    a locked `ConfigDict`. Unknown keys and values of the wrong type raise a
+    `ValueError` naming the key and the value.
+
+    Example:
+    >>> from_dict({"train": {"epochs": 3}}).train.epochs
+    3
+    """
+    if isinstance(recipe, ml_collections.ConfigDict):
+        return copy.deepcopy(recipe)
+    if not isinstance(recipe, dict):
+        raise ValueError(f"A recipe must be a dict. Received: config={recipe!r}")
+    data = recipe.get("data")
+    source = data.get("source", "procedural") if isinstance(data, dict) else "procedural"
+    config = default_config(source if source in DATA_SOURCES else "procedural")
+    if source not in DATA_SOURCES:
+        _fail("data.source", source, f"must be one of {DATA_SOURCES}")
+    _merge(config, recipe)
+    return config
+
+
+# --------------------------------------------------------------- recipe files
 def list_configs():
     """Names of the built-in recipes (the JSON files in `recipes/configs/`).
 
@@ -82,13 +292,8 @@ def list_configs():
 
 
 def load_config(name_or_path):
-    """Reads a recipe: a built-in name (see `list_configs`) or a path to a JSON file.
-
-    Args:
-        name_or_path: str.
-
-    Returns:
-        The recipe as a dict (not yet validated).
+    """Reads a recipe file: a built-in name (see `list_configs`) or a path to a JSON
+    file. Returns its content as a dict (only what it sets; see `get_config`).
 
     Example:
     >>> load_config("stop_vit_base_patch16_224_imagenet")["train"]["epochs"]
@@ -115,12 +320,24 @@ def load_config(name_or_path):
     return config
 
 
+def get_config(name_or_path="stop_tiny_procedural"):
+    """A recipe file (built-in name or JSON path) over the defaults: a locked,
+    typed `ConfigDict`, not yet validated (see `validate_config`).
+
+    Example:
+    >>> get_config("stop_vit_huge_patch14_224_imagenet").optimizer.constant_after_epoch
+    250.0
+    """
+    return from_dict(load_config(name_or_path))
+
+
 def config_name(name_or_path):
     """A short name for a recipe: the built-in name or the JSON file's stem."""
     base = os.path.basename(os.fspath(name_or_path))
     return base[: -len(".json")] if base.endswith(".json") else base
 
 
+# ---------------------------------------------------------------- overrides
 def parse_value(text):
     """An override value: JSON when it parses (`3`, `1e-3`, `null`, `[0.1, 0.2]`,
     `"x"`), else the string itself (`mixed_bfloat16`, `/data/imagenet`)."""
@@ -144,119 +361,79 @@ def parse_override(text):
 
 
 def apply_overrides(config, overrides):
-    """Returns a copy of `config` with each `section.key=value` override applied.
+    """Returns a copy of `config` (a `ConfigDict` or a recipe dict) with each
+    `--override`-style `section.key=value` applied: the same fields that
+    `--config.section.key=value` sets.
 
-    Missing dicts on the way are created (`model.encoder.depth=2` works when the
-    recipe has no `encoder` section); the keys themselves are checked by
-    `validate_config`. Overriding a key of a value that is not a dict is an error.
+    An override of `data.source` is applied first: the data section then takes the
+    new source's keys, keeping the values the new pipeline takes and dropping the
+    recipe's others (with a note on stderr); later overrides are checked against the
+    new source.
 
     Example:
-    >>> config = {"train": {"epochs": 600}}
-    >>> apply_overrides(config, ["train.epochs=2", "model.encoder.depth=1"])
-    {'train': {'epochs': 2}, 'model': {'encoder': {'depth': 1}}}
+    >>> config = apply_overrides(get_config("stop_tiny_procedural"), ["train.epochs=2", "model.encoder.depth=1"])
+    >>> config.train.epochs, config.model.encoder.depth
+    (2, 1)
     """
-    config = copy.deepcopy(config)
-    original = config.get("data")
-    old_source = original.get("source", "procedural") if isinstance(original, dict) else None
-    overridden = set()
-    for text in overrides or ():
-        path, value = parse_override(text)
-        if path[0] == "data" and len(path) == 2:
-            overridden.add(path[1])
-        node = config
-        for i, part in enumerate(path[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(path[: i + 1])
-                raise ValueError(
-                    f"Cannot set `{'.'.join(path)}`: `{where}` is not a section. "
-                    f"Received: {where}={child!r}"
-                )
-            node = child
-        node[path[-1]] = value
-    _drop_other_source_keys(config, old_source, overridden)
+    config = from_dict(config)
+    parsed = [parse_override(text) for text in overrides or ()]
+    for path, value in parsed:
+        if path == ["data", "source"]:
+            set_data_source(config, value)
+    for path, value in parsed:
+        if path != ["data", "source"]:
+            _set(config, path, value)
     return config
 
 
-def _drop_other_source_keys(config, old_source, overridden):
-    """When an override changes `data.source`, the recipe's own `data` keys that the
-    new source's pipeline does not take are dropped (with a note on stderr); keys
-    given by overrides stay, so a wrong one is still reported by `validate_config`."""
-    data = config.get("data")
-    if not isinstance(data, dict):
-        return []
-    new_source = data.get("source", "procedural")
-    if old_source is None or new_source == old_source or new_source not in DATA_SOURCES:
-        return []
-    allowed = (_parameters(_data_function(new_source)) - set(_DATA_RESERVED)) | {"source"}
-    dropped = sorted(k for k in data if k not in allowed and k not in overridden)
-    for key in dropped:
-        del data[key]
+def set_data_source(config, source):
+    """Switches `config.data` (in place) to the pipeline of `source`: the keys that
+    pipeline takes keep their values, the others are dropped (named on stderr)."""
+    old = config.data.source
+    if source not in DATA_SOURCES:
+        _fail("data.source", source, f"must be one of {DATA_SOURCES}")
+    if source == old:
+        return config
+    section = _data_section(source)
+    dropped = []
+    for key, value in config.data.items():
+        if key == "source" or value is None:
+            continue
+        if key in section:
+            section[key] = value
+        else:
+            dropped.append(key)
+    section.source = source
+    section.lock()
+    config.unlock()
+    config.data = section
+    config.lock()
     if dropped:
         print(
-            f"Note: data.source changed from {old_source!r} to {new_source!r}; dropped the recipe's data keys "
-            f"that {_data_function(new_source).__name__} does not take: {', '.join(dropped)}.",
+            f"Note: data.source changed from {old!r} to {source!r}; dropped the recipe's data keys "
+            f"that {_data_function(source).__name__} does not take: {', '.join(sorted(dropped))}.",
             file=sys.stderr,
         )
-    return dropped
+    return config
 
 
 # ---------------------------------------------------------------- validation
-def _parameters(fn, exclude=()):
-    params = inspect.signature(fn).parameters
-    return {
-        n for n, p in params.items()
-        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n not in ("self",) + tuple(exclude)
-    }
-
-
-def _data_function(source):
-    from keras_flexpredict import data
-
-    return {
-        "procedural": data.procedural_shapes_dataset,
-        "image_folder": data.image_folder_dataset,
-        "tfds": data.tfds_imagenet_dataset,
-    }[source]
-
-
-def _allowed_keys(section, config):
-    """The keys a section accepts (constructor arguments)."""
-    if section == "model":
-        return set(_DEFAULTS["model"])
-    if section == "optimizer":
-        from keras_flexpredict.optimizers import JEPAAdamW
-        from keras_flexpredict.optimizers import make_jepa_optimizer
-
-        keys = _parameters(make_jepa_optimizer) | _parameters(JEPAAdamW.__init__)
-        return (keys - set(_OPTIMIZER_RESERVED)) | {"warmup_epochs", "constant_after_epoch"}
-    if section == "ema":
-        from keras_flexpredict.callbacks import EMATargetCallback
-
-        return _parameters(EMATargetCallback.__init__)
-    if section == "data":
-        return (_parameters(_data_function(config["data"]["source"])) - set(_DATA_RESERVED)) | {"source"}
-    return set(_DEFAULTS["train"])
-
-
-def _fail(key, value, why):
-    raise ValueError(f"Recipe key `{key}` {why}. Received: {key}={value!r}")
-
-
+# keras_flexpredict is imported where it is used: `import recipes` must not import Keras,
+# so that `python -m recipes.demo` can still choose the backend.
 def _check_int(key, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        _fail(key, value, f"must be an int >= {low}")
-    return int(value)
+    from keras_flexpredict.utils.validation import check_int
+
+    return check_int(key, value, minimum=low)
 
 
 def _check_number(key, value, low=0.0, allow_none=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= low:
+    from keras_flexpredict.utils.validation import check_float
+
+    if not isinstance(value, numbers.Real):
         _fail(key, value, f"must be a number >= {low}")
-    return float(value)
+    return check_float(key, value, minimum=low)
 
 
 def _size_pair(value):
@@ -268,7 +445,7 @@ def _size_pair(value):
 def preset_model_arguments(model):
     """`(encoder, predictor, masker)` constructor arguments exactly as
     `FlexPredict.from_preset(model["preset"], encoder=..., predictor=..., masker=...)`
-    merges them (used to check values without building weights)."""
+    merges them (to check values without building weights)."""
     from keras_flexpredict.models.flex_predict_presets import FLEXPREDICT_PRESETS
     from keras_flexpredict.models.vit_presets import VIT_PRESETS
 
@@ -298,6 +475,8 @@ def _check_finite(value, key=""):
 
 
 def _check_model(model):
+    """Builds the weightless parts once, as `from_preset` will, so that their own
+    constructors check the values; then checks that they fit together."""
     from keras_flexpredict.layers import MultiBlockMasker
     from keras_flexpredict.models import FlexPredict
     from keras_flexpredict.models import JEPAPredictor
@@ -309,16 +488,6 @@ def _check_model(model):
     if model["loss"] not in LOSSES:
         _fail("model.loss", model["loss"], f"must be one of {LOSSES}")
     parts = (("encoder", ViTEncoder), ("predictor", JEPAPredictor), ("masker", MultiBlockMasker))
-    for part, cls in parts:
-        value = model[part]
-        if not isinstance(value, dict):
-            _fail(f"model.{part}", value, "must be a dict of constructor arguments")
-        allowed = _parameters(cls.__init__)
-        for key in value:
-            if key not in allowed:
-                _fail(f"model.{part}.{key}", value[key], f"is not an argument of {cls.__name__} ({sorted(allowed)})")
-    # Values: build the (weightless) parts as `from_preset` would, then check that
-    # they fit together (widths, patch grid), as the model's constructor will.
     built = []
     for (part, cls), kwargs in zip(parts, preset_model_arguments(model)):
         try:
@@ -329,6 +498,7 @@ def _check_model(model):
         FlexPredict.check_parts(*built)
     except ValueError as e:
         raise ValueError(f"Recipe section `model` is invalid: {e}") from None
+    return built[0]
 
 
 def _check_optimizer(optimizer, epochs):
@@ -393,7 +563,7 @@ def _check_data(data, encoder_image_size):
         root = data.get("root")
         if not isinstance(root, str) or not os.path.isdir(root):
             _fail("data.root", root, "must be an existing image folder (root/<split>/<class>/<image>); "
-                  "pass --override=data.root=/path/to/imagenet")
+                  "pass --config.data.root=/path/to/imagenet")
     for key in ("seed", "shard_index"):
         if key in data:
             _check_int(f"data.{key}", data[key], 0)
@@ -408,7 +578,7 @@ def _check_train(train):
     _check_int("train.steps_per_execution", train["steps_per_execution"], 1)
     if train["verbose"] not in (0, 1, 2):
         _fail("train.verbose", train["verbose"], "must be 0, 1 or 2")
-    if train["output_dir"] is not None and (not isinstance(train["output_dir"], str) or not train["output_dir"]):
+    if train["output_dir"] is not None and not train["output_dir"]:
         _fail("train.output_dir", train["output_dir"], "must be a folder path or null")
     policy = train["dtype_policy"]
     if policy is not None:
@@ -420,17 +590,28 @@ def _check_train(train):
             _fail("train.dtype_policy", policy, "must be a Keras dtype policy name such as 'mixed_bfloat16'")
 
 
-def validate_config(config, name="recipe"):
-    """Checks every key and value of a recipe and fills the defaults.
+def resolve(config):
+    """The plain dict of a `ConfigDict` recipe: every fixed key, and the set (not
+    None) keys of the open sections (model parts, data, optimiser extras)."""
+    out = config.to_dict()
+    for part in MODEL_PARTS:
+        out["model"][part] = {k: v for k, v in out["model"][part].items() if v is not None}
+    for section in ("optimizer", "data"):
+        out[section] = {k: v for k, v in out[section].items() if v is not None or k in _FIXED[section]}
+    return json.loads(json.dumps(out))  # tuples -> lists, as a JSON file holds them
 
-    Unknown sections or keys, missing required keys and bad values raise a
-    `ValueError` naming the key and the value, before anything is built. Keys are
-    checked against the constructors they feed (so a new constructor argument is
-    accepted without changes here), values by building the weightless parts
-    (encoder, predictor, masker, optimizer and schedules).
+
+def validate_config(config, name="recipe"):
+    """Checks every value of a recipe once and returns it resolved, as a plain dict.
+
+    Keys and types were checked when the `ConfigDict` was filled (`from_dict`,
+    `apply_overrides`, `--config.*`); here come the values: required keys, ranges,
+    the weightless model parts built as `from_preset` builds them (their constructors
+    check their own arguments), the optimiser, the EMA and the data. A bad value
+    raises a `ValueError` naming the key and the value, before anything is built.
 
     Args:
-        config: dict, e.g. from `load_config` and `apply_overrides`.
+        config: `ConfigDict` (`get_config`, `apply_overrides`) or recipe dict.
         name: str. The recipe's name; the default `train.output_dir` is
             `runs/<name>`. Defaults to `"recipe"`.
 
@@ -438,50 +619,39 @@ def validate_config(config, name="recipe"):
         A new, complete config dict.
 
     Example:
-    >>> config = validate_config(load_config("stop_tiny_procedural"), "stop_tiny_procedural")
+    >>> config = validate_config(get_config("stop_tiny_procedural"), "stop_tiny_procedural")
     >>> config["train"]["output_dir"]
     'runs/stop_tiny_procedural'
     """
-    if not isinstance(config, dict):
-        raise ValueError(f"A recipe must be a dict. Received: config={config!r}")
-    _check_finite(config)
-    for key in config:
-        if key not in ("description", "monitor") and key not in SECTIONS:
-            _fail(key, config[key], f"is not a recipe section ({', '.join(SECTIONS + ('monitor',))})")
-    out = {"description": config.get("description", "")}
-    for section in SECTIONS:
-        given = config.get(section, {})
-        if not isinstance(given, dict):
-            _fail(section, given, "must be a dict")
-        merged = {k: v if v is _REQUIRED else copy.deepcopy(v) for k, v in _DEFAULTS[section].items()}
-        merged.update(copy.deepcopy(given))
-        out[section] = merged
-    if out["data"]["source"] not in DATA_SOURCES:
-        _fail("data.source", out["data"]["source"], f"must be one of {DATA_SOURCES}")
-    for section in SECTIONS:
-        allowed = _allowed_keys(section, out)
-        for key, value in out[section].items():
-            if key not in allowed:
-                if section == "data":
-                    source = out["data"]["source"]
-                    _fail(
-                        f"data.{key}", value,
-                        f"is not an argument of {_data_function(source).__name__} (data.source={source!r}; "
-                        f"accepted: {sorted(allowed)})",
-                    )
-                _fail(f"{section}.{key}", value, f"is not a known key of section `{section}` ({sorted(allowed)})")
-            if value is _REQUIRED:
-                raise ValueError(f"Recipe key `{section}.{key}` is required. Received: no value")
+    if not isinstance(config, (dict, ml_collections.ConfigDict)):
+        raise ValueError(f"A recipe must be a dict or a ConfigDict. Received: config={config!r}")
+    config = from_dict(config)
+    out = resolve(config)
+    _check_finite(out)
+    for key in _REQUIRED:
+        section, field = key.split(".")
+        if out[section][field] is None:
+            raise ValueError(f"Recipe key `{key}` is required. Received: no value")
+    source = out["data"]["source"]
+    if source not in DATA_SOURCES:
+        _fail("data.source", source, f"must be one of {DATA_SOURCES}")
+    allowed = set(_data_section(source))
+    for key, value in out["data"].items():
+        if key not in allowed:  # data.source set by --config.data.source: keys of another source
+            _fail(
+                f"data.{key}", value,
+                f"is not an argument of {_data_function(source).__name__} (data.source={source!r}; accepted: "
+                f"{sorted(allowed)}); to change the source, use --override=data.source=... or the recipe file",
+            )
 
     model, train = out["model"], out["train"]
     _check_train(train)
-    _check_model(model)
-    encoder, predictor, masker = preset_model_arguments(model)
     # Seeds of the random layers and of the data default to train.seed.
     model["predictor"].setdefault("seed", train["seed"])
     model["masker"].setdefault("seed", train["seed"])
     out["data"].setdefault("seed", train["seed"])
-    _check_data(out["data"], _size_pair(encoder["image_size"]))
+    encoder = _check_model(model)
+    _check_data(out["data"], tuple(encoder.image_size))
     _check_optimizer(out["optimizer"], train["epochs"])
     try:
         from keras_flexpredict.callbacks import EMATargetCallback
@@ -494,7 +664,7 @@ def validate_config(config, name="recipe"):
     # Diagnostics and online probe (recipes/monitoring.py).
     from recipes import monitoring
 
-    out["monitor"] = monitoring.validate(config.get("monitor", {}), out["data"])
+    out["monitor"] = monitoring.validate(out["monitor"], out["data"])
     return out
 
 

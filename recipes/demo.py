@@ -25,13 +25,15 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import io  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from keras_flexpredict.utils.atomic_write import atomic_write_bytes  # noqa: E402
+from recipes import cli  # noqa: E402
 
 METHODS = (("stop", "StoP", "stop_tiny_procedural"), ("ijepa", "I-JEPA", "ijepa_tiny_procedural"))
 PROBE_LABELS = ("position", "count", "shape")
@@ -194,18 +196,12 @@ def save_figure(path, summaries, probes, chance, diagnostics=None):
     right.set_ylim(0, min(100.0, 1.25 * top + 10.0))
     right.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".demo.", suffix=".png")
+    png = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        fig.savefig(png, format="png", dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write_bytes(path, png.getvalue())
     return path
 
 
@@ -304,10 +300,7 @@ def run_demo(output_dir="demo_output", overrides=(), num_probe_train=2000, num_p
     return results
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    fv = flags.FLAGS
+def _main(fv):
     run_demo(
         output_dir=fv.output_dir,
         overrides=fv.override,
@@ -320,5 +313,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run_main(define_flags, _main)

@@ -19,8 +19,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from keras_flexpredict.utils.validation import check_int  # noqa: E402
+from recipes import cli  # noqa: E402
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -47,8 +49,7 @@ def fine_tune(fv):
     from keras_flexpredict import data
 
     for name in ("num_train", "num_test", "epochs", "batch_size"):
-        if getattr(fv, name) < 1:
-            raise ValueError(f"--{name} must be positive. Received: {name}={getattr(fv, name)}")
+        check_int(name, getattr(fv, name), minimum=1)
     keras.utils.set_random_seed(fv.seed)
     kwargs = {}
     if fv.image_size:
@@ -72,12 +73,5 @@ def fine_tune(fv):
     return {"history": history.history, "test_accuracy": float(accuracy), "output": output}
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    fine_tune(flags.FLAGS)
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run_main(define_flags, fine_tune)

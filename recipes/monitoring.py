@@ -12,6 +12,9 @@
       "probe_knn_k": 20            # also a kNN probe (null: logistic regression only)
     }
 
+These are the `monitor` section of `recipes.config.default_config()`, where keys and
+types are checked; `validate` checks the values.
+
 The online probe of a recipe needs labels, so it takes `data.source: "procedural"`;
 with other data use `kfp.callbacks.OnlineProbe` from Python with your labelled arrays
 (`recipes.pretrain.run(config, extra_callbacks=[probe])`).
@@ -20,6 +23,9 @@ with other data use `kfp.callbacks.OnlineProbe` from Python with your labelled a
 import inspect
 
 import numpy as np
+
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
 
 DEFAULTS = {
     "diagnostics_every": 1,
@@ -55,12 +61,11 @@ def validate(monitor, data):
     out = dict(DEFAULTS, **monitor)
     for key, low in (("diagnostics_every", 0), ("diagnostics_images", 2), ("probe_every", 0),
                      ("probe_num_train", 2), ("probe_num_test", 1)):
-        if not _is_int(out[key], low):
-            _fail(key, out[key], f"must be an int >= {low}")
+        check_int(f"monitor.{key}", out[key], minimum=low)
     for key in ("std_threshold", "rank_threshold"):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            _fail(key, value, "must be a number >= 0")
+        if not isinstance(out[key], (int, float)):
+            _fail(key, out[key], "must be a number >= 0")
+        check_float(f"monitor.{key}", out[key], minimum=0)
     labels = out["probe_labels"]
     if not isinstance(labels, list) or not labels or any(label not in PROBE_LABELS for label in labels):
         _fail("probe_labels", labels, f"must be a non-empty list of {PROBE_LABELS}")

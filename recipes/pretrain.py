@@ -4,14 +4,15 @@ Usage:
 
     python -m recipes.pretrain --config=stop_tiny_procedural
     python -m recipes.pretrain --config=stop_vit_base_patch16_224_imagenet \
-        --override=data.root=/data/imagenet --override=train.output_dir=runs/stop_vitb16
-    python -m recipes.pretrain --config=my_recipe.json --override=train.epochs=10 --print_config
+        --config.data.root=/data/imagenet --config.train.output_dir=runs/stop_vitb16
+    python -m recipes.pretrain --config=my_recipe.json --config.train.epochs=10 --print_config
 
 `--config` is a built-in recipe name (`recipes/configs/*.json`, see
-`recipes.config.list_configs()`) or a JSON file. Each `--override=section.key=value`
-sets one value (JSON when it parses, else a string). The whole recipe is checked
-before anything is built; an unknown key or a bad value stops the run with an error
-naming it.
+`recipes.config.list_configs()`), a JSON file or an ml_collections config file
+(`recipes/cli.py`). Each `--config.section.key=value` sets one value of the recipe's
+locked, typed `ConfigDict`; `--override=section.key=value` (value read as JSON) is the
+older form of the same. The whole recipe is checked before anything is built; an
+unknown key or a bad value stops the run with an error naming it.
 
 Everything goes to `train.output_dir` (default `runs/<recipe name>`):
 
@@ -56,12 +57,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 from absl import app
 from absl import flags
 
+from keras_flexpredict.utils.atomic_write import atomic_write_json
+from recipes import cli
 from recipes import config as recipe_config
 from recipes import fault_injection
 
@@ -73,16 +75,11 @@ CONFIG_FILE = "config.json"
 _IGNORED_ON_RERUN = ("description", "train.verbose")
 
 
-def define_flags(flag_values=flags.FLAGS):
-    """Defines the CLI's flags on `flag_values` (the global absl FLAGS by default)."""
+def define_flags(flag_values=flags.FLAGS, argv=None):
+    """Defines the CLI's flags on `flag_values` (the global absl FLAGS by default);
+    `argv`: the arguments to be parsed (None: `sys.argv`)."""
     fv = flag_values
-    flags.DEFINE_string(
-        "config", "stop_tiny_procedural", "Built-in recipe name or path of a recipe JSON file.", flag_values=fv
-    )
-    flags.DEFINE_multi_string(
-        "override", [], "section.key=value (repeatable), e.g. train.epochs=10 or model.encoder.depth=2.",
-        flag_values=fv,
-    )
+    cli.define_recipe_flags(fv, argv)
     flags.DEFINE_string(
         "distribution", "none",
         "Multi-device engine (keras_flexpredict.distribution.configure): none, data_parallel, "
@@ -93,9 +90,14 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 def prepare_config(name_or_path, overrides=()):
-    """Loads a recipe, applies the overrides and validates it: `(config, name)`."""
-    name = recipe_config.config_name(name_or_path)
-    config = recipe_config.apply_overrides(recipe_config.load_config(name_or_path), overrides)
+    """Loads a recipe (name, JSON path or `ConfigDict`), applies the `--override`-style
+    overrides and validates it: `(config dict, name)`."""
+    if isinstance(name_or_path, (str, os.PathLike)):
+        name = recipe_config.config_name(name_or_path)
+        config = recipe_config.get_config(name_or_path)
+    else:
+        name, config = "recipe", name_or_path
+    config = recipe_config.apply_overrides(config, overrides)
     return recipe_config.validate_config(config, name), name
 
 
@@ -104,18 +106,8 @@ def _as_json(value):
 
 
 def _write_json(path, value):
-    """Writes JSON atomically (temporary file in the same folder, then `os.replace`)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{PARTIAL_PREFIX}{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Writes JSON atomically (`atomic_write_json`: temporary file, then rename)."""
+    atomic_write_json(path, value, sort_keys=True)
 
 
 def _flatten(value, prefix=""):
@@ -260,12 +252,14 @@ def backup_dir(output_dir, dist):
 
 
 def _remove_partial_files(folder):
-    """Removes the `.partial.*` files a killed run left in `folder` (not below it)."""
+    """Removes the temporary files a killed run left in `folder` (not below it):
+    `.partial.*` (checkpoints, exports) and `.<name>.*.tmp` (`atomic_write_json`)."""
     if not os.path.isdir(folder):
         return
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
-        if name.startswith(PARTIAL_PREFIX) and os.path.isfile(path):
+        temporary = name.startswith(PARTIAL_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))
+        if temporary and os.path.isfile(path):
             os.remove(path)
 
 
@@ -291,7 +285,7 @@ def _diverged(error, paths):
         kept += f"; the checkpoints in {paths['checkpoints']} ({', '.join(checkpoints)}) all hold finite weights"
     message = (
         f"{error} {kept}. Nothing was exported and {SUMMARY_FILE} was not written. To train with other settings "
-        "(e.g. a lower optimizer.peak_lr), start a fresh run: --override=train.output_dir=<new folder>."
+        "(e.g. a lower optimizer.peak_lr), start a fresh run: --config.train.output_dir=<new folder>."
     )
     return NonFiniteTrainingError(
         message, step=error.step, epoch=error.epoch, batch=error.batch, name=error.name, value=error.value
@@ -482,8 +476,8 @@ def run_from_argv(argv, extra_callbacks=()):
     """Runs the CLI on a full argument list (`argv[0]` is the program name), with
     its own flag values: for tests and scripts that call it in-process."""
     fv = flags.FlagValues()
-    define_flags(fv)
-    rest = fv(list(argv))
+    define_flags(fv, argv)
+    rest = cli.parse_flags(fv, list(argv))
     if len(rest) > 1:
         raise app.UsageError(f"Unexpected arguments: {rest[1:]}")
     return _run_flags(fv, extra_callbacks)
@@ -497,25 +491,23 @@ def _run_flags(fv, extra_callbacks=()):
         # First of all: JAX / torch multi-process runtimes and TF multi-worker
         # strategies must start before any model, dataset or variable exists.
         dist = kfp_distribution.configure(fv.distribution)
-    config, name = prepare_config(fv.config, fv.override)
+    recipe, name = cli.recipe_from_flags(fv)
+    config = recipe_config.validate_config(recipe, name)
     if fv.print_config:
         print(json.dumps(_as_json(config), indent=2))
         return config
     return run(config, name, extra_callbacks, dist=dist)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def _main(fv):
     from keras_flexpredict.callbacks import NonFiniteTrainingError
 
     try:
-        _run_flags(flags.FLAGS)
+        _run_flags(fv)
     except NonFiniteTrainingError as error:
         print(f"pretrain: {error}", file=sys.stderr, flush=True)
         sys.exit(EXIT_NON_FINITE)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run_main(define_flags, _main)
