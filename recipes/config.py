@@ -67,8 +67,6 @@ RECIPE_FILE = os.path.join(CONFIG_DIR, "recipe.py")
 SECTIONS = ("model", "optimizer", "ema", "data", "train", "monitor")
 DATA_SOURCES = ("procedural", "image_folder", "tfds")
 MODEL_PARTS = ("encoder", "predictor", "masker")
-# EMA teacher momentum: linear from start to end over the run (`EMATargetCallback`).
-EMA_DEFAULTS = {"start_momentum": 0.996, "end_momentum": 1.0}
 
 # Keys the recipe fills itself and a config may not set.
 _DATA_RESERVED = ("training", "skipped_counter", "steps_per_epoch", "initial_epoch")
@@ -166,7 +164,11 @@ def default_config(source="procedural"):
     config.optimizer = _unset_arguments(
         make_jepa_optimizer, JEPAAdamW.__init__, exclude=_OPTIMIZER_RESERVED + ("name",), fixed=schedule
     )
-    ema = {key: _field(value, float) for key, value in EMA_DEFAULTS.items()}
+    # The teacher's momentum defaults live in one place, the EMA teacher module.
+    from keras_flexpredict.models.ema_teacher import DEFAULT_END_MOMENTUM
+    from keras_flexpredict.models.ema_teacher import DEFAULT_START_MOMENTUM
+
+    ema = {"start_momentum": _field(DEFAULT_START_MOMENTUM, float), "end_momentum": _field(DEFAULT_END_MOMENTUM, float)}
     config.ema = _unset_arguments(EMATargetCallback.__init__, fixed=dict(ema, total_steps=_field(None, int)))
     config.data = _data_section(source)
     config.train = ml_collections.ConfigDict({
