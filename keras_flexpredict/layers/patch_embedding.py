@@ -27,7 +27,7 @@ class PatchEmbedding(keras.layers.Layer):
 
     Example:
     >>> layer = PatchEmbedding(patch_size=4, embed_dim=8)
-    >>> layer(np.zeros((2, 16, 16, 3), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 16, 16, 3), "float32")).shape)
     (2, 16, 8)
     """
 

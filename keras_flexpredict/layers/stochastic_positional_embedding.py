@@ -66,7 +66,7 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
     >>> _ = dense(np.zeros((1, 16), "float32"))  # the context projection De=16 -> Dp=8
     >>> stop = StochasticPositionalEmbedding(sigma=0.25, seed=0)
     >>> psi = np.zeros((2, 5, 8), "float32")
-    >>> stop(psi, projection=dense, training=True).shape
+    >>> tuple(stop(psi, projection=dense, training=True).shape)
     (2, 5, 8)
 
     References:

@@ -49,7 +49,7 @@ class TransformerBlock(keras.layers.Layer):
 
     Example:
     >>> block = TransformerBlock(hidden_dim=8, num_heads=2)
-    >>> block(np.zeros((2, 5, 8), "float32")).shape
+    >>> tuple(block(np.zeros((2, 5, 8), "float32")).shape)
     (2, 5, 8)
     """
 

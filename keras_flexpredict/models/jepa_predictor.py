@@ -61,7 +61,7 @@ class JEPAPredictor(keras.Model):
     ...          "context_mask": np.ones((1, 3), bool),
     ...          "target_indices": np.array([[[5, 6], [9, 10]]], "int32"),
     ...          "target_mask": np.ones((1, 2, 2), bool)}
-    >>> predictor(np.zeros((1, 3, 16), "float32"), masks).shape
+    >>> tuple(predictor(np.zeros((1, 3, 16), "float32"), masks).shape)
     (1, 2, 2, 16)
 
     References:

@@ -56,10 +56,10 @@ class ViTEncoder(keras.Model):
 
     Example:
     >>> encoder = ViTEncoder(image_size=32, patch_size=8, hidden_dim=16, depth=2, num_heads=2)
-    >>> encoder(np.zeros((2, 32, 32, 3), "float32")).shape
+    >>> tuple(encoder(np.zeros((2, 32, 32, 3), "float32")).shape)
     (2, 16, 16)
     >>> idx = np.array([[0, 5, 7], [1, 2, 3]], "int32")
-    >>> encoder(np.zeros((2, 32, 32, 3), "float32"), context_indices=idx).shape
+    >>> tuple(encoder(np.zeros((2, 32, 32, 3), "float32"), context_indices=idx).shape)
     (2, 3, 16)
 
     References:
@@ -217,7 +217,7 @@ class ViTEncoder(keras.Model):
 
         Example:
         >>> encoder = ViTEncoder(image_size=32, patch_size=8, hidden_dim=8, depth=1, num_heads=2)
-        >>> encoder.with_image_size(48)(np.zeros((1, 48, 48, 3), "float32")).shape
+        >>> tuple(encoder.with_image_size(48)(np.zeros((1, 48, 48, 3), "float32")).shape)
         (1, 36, 8)
         """
         from keras_flexpredict.convert.positional_tables import positional_table_for_grid

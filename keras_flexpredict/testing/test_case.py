@@ -191,9 +191,12 @@ class TestCase(unittest.TestCase):
         outputs = call(layer)
         flat = keras.tree.flatten(outputs)
         if expected_output_shape is not None:
-            expected = keras.tree.flatten(expected_output_shape) if isinstance(expected_output_shape, dict) else (
-                list(expected_output_shape) if isinstance(expected_output_shape[0], (list, tuple)) else [expected_output_shape]
-            )
+            if isinstance(expected_output_shape, dict):  # flattened in sorted key order
+                expected = [expected_output_shape[k] for k in sorted(expected_output_shape)]
+            elif expected_output_shape and isinstance(expected_output_shape[0], (list, tuple)):
+                expected = list(expected_output_shape)
+            else:
+                expected = [expected_output_shape]
             self.assertEqual([tuple(o.shape) for o in flat], [tuple(s) for s in expected])
         if expected_output_dtype is not None:
             for o in flat:
@@ -209,7 +212,10 @@ class TestCase(unittest.TestCase):
 
         if run_symbolic_call:
             symbolic = layer_cls(**init_kwargs)
-            specs = [keras.KerasTensor(np.shape(x), dtype=keras.backend.standardize_dtype(np.asarray(x).dtype)) for x in inputs]
+            specs = [
+                keras.KerasTensor(np.shape(x), dtype=keras.backend.standardize_dtype(np.asarray(x).dtype))
+                for x in inputs
+            ]
             symbolic_out = keras.tree.flatten(symbolic(*specs, **call_kwargs))
             self.assertEqual([tuple(o.shape) for o in symbolic_out], [tuple(o.shape) for o in flat])
 
