@@ -256,11 +256,17 @@ def run_official(config, masks, warmup, steps, out):
     )
 
 
-def write_json(path, value):
-    """Writes `value` as JSON to `path` (write, then rename)."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f)
-    os.replace(path + ".tmp", path)
+def write_json(path, value, indent=None):
+    """Writes `value` as JSON to `path`, atomically."""
+    write_text(path, json.dumps(value, indent=indent))
+
+
+def write_text(path, text):
+    """Writes `text` to `path`, atomically (`keras_flexpredict.utils.atomic_write`)."""
+    # Imported here: the orchestrating process stays free of Keras until it writes.
+    from keras_flexpredict.utils.atomic_write import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def _masks_file(config):
@@ -315,10 +321,7 @@ def drive(args):
                             continue
                         result = json.load(open(out))
                     result.update(round=r, matmul_gflops=peak)
-                    tmp = out + ".tmp"
-                    with open(tmp, "w") as f:
-                        json.dump(result, f, indent=1)
-                    os.replace(tmp, out)
+                    write_json(out, result, indent=1)
                     print(
                         f"   {config} {masks:9s} {impl:17s} {result['step_ms']:7.0f} ms "
                         f"{result['images_per_s']:6.2f} img/s  ctx {result['context_tokens']:.1f} "
@@ -377,9 +380,7 @@ def write_report():
     ]
     text = "\n".join(header + lines) + "\n"
     path = os.path.join(HERE, "results", "compare_official.md")
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    write_text(path, text)
     print(text)
 
 

@@ -36,6 +36,7 @@ from PIL import Image  # noqa: E402
 from keras_flexpredict.data import SHAPE_NAMES  # noqa: E402
 from keras_flexpredict.data import image_folder_dataset  # noqa: E402
 from keras_flexpredict.data import make_procedural_shapes  # noqa: E402
+from keras_flexpredict.utils.atomic_write import atomic_write_text  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "data_pipeline.md")
 
@@ -67,11 +68,7 @@ def time_pipeline(root, transform, image_size, batch_size, epochs):
 
 
 def write_atomic(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def main():

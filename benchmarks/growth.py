@@ -92,9 +92,7 @@ def write_report():
         "384 x 6, fp32, StoP, reference masks; median step after warm-up.\n\n" + "\n".join(lines) + "\n"
     )
     path = os.path.join(HERE, "results", "growth.md")
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    compare_official.write_text(path, text)
     print(text)
 
 

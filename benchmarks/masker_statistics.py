@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from reference_ijepa_masks import ReferenceMaskCollator  # noqa: E402
 
 from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker  # noqa: E402
+from keras_flexpredict.utils.atomic_write import atomic_write_text  # noqa: E402
 
 PAPER_MASKS = dict(
     num_targets=4,
@@ -178,11 +179,7 @@ def main(argv=None):
     ]
     table = "## MultiBlockMasker statistics\n\n" + header + "\n".join(lines) + "\n" + "\n".join(notes)
     print(table)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(table)
-    os.replace(tmp, args.output)
+    atomic_write_text(args.output, table)
     print(f"Wrote {args.output}")
 
 

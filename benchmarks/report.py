@@ -80,9 +80,10 @@ def write_benchmarks_md():
         python=platform.python_version(),
     )
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    # Imported here: reading the results needs no Keras.
+    from keras_flexpredict.utils.atomic_write import atomic_write_text
+
+    atomic_write_text(path, text)
     print(f"wrote {path}")
 
 

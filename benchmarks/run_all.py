@@ -52,10 +52,10 @@ def main():
                 print(proc.stderr[-3000:], file=sys.stderr)
             lines += got
         path = os.path.join(HERE, "results", "cpu.jsonl")
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
+        # Imported here: the orchestrating process stays free of Keras until it writes.
+        from keras_flexpredict.utils.atomic_write import atomic_write_text
+
+        atomic_write_text(path, "\n".join(lines) + "\n")
     report.write_benchmarks_md()
 
 

@@ -1,9 +1,12 @@
 """`keras.callbacks.CSVLogger` for runs without validation, that resume cleanly."""
 
 import csv
+import io
 import os
 
 import keras
+
+from keras_flexpredict.utils.atomic_write import atomic_write_text
 
 PARTIAL_PREFIX = ".partial."
 
@@ -71,12 +74,11 @@ class TrainCSVLogger(keras.callbacks.CSVLogger):
                 keep.append(row)
         if len(keep) == len(body):
             return 0
-        partial = os.path.join(os.path.dirname(os.path.abspath(path)), PARTIAL_PREFIX + os.path.basename(path))
-        with open(partial, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, delimiter=separator)
-            writer.writerow(header)
-            writer.writerows(keep)
-        os.replace(partial, path)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text, delimiter=separator)
+        writer.writerow(header)
+        writer.writerows(keep)
+        atomic_write_text(path, text.getvalue())
         return len(body) - len(keep)
 
     def get_config(self):

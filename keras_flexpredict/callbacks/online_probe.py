@@ -10,6 +10,7 @@ from keras_flexpredict.callbacks._epoch_schedule import EpochSchedule
 from keras_flexpredict.evaluation.feature_extraction import extract_features_of_splits
 from keras_flexpredict.evaluation.knn import knn_classifier
 from keras_flexpredict.evaluation.logistic_regression import logistic_regression_probe
+from keras_flexpredict.utils.validation import check_int
 
 
 def _as_split(data, name, batch_size):
@@ -80,8 +81,10 @@ class OnlineProbe(keras.callbacks.Callback):
     >>> labels = np.arange(24) % 2
     >>> probe = OnlineProbe((images[:16], labels[:16]), (images[16:], labels[16:]),
     ...                     protocol="search", l2_strengths=(1e-2,))
-    >>> history = model.fit(images, batch_size=8, epochs=1, verbose=0, callbacks=[probe])
-    >>> 0.0 <= history.history["probe_logreg"][0] <= 1.0
+    >>> # Skipped when the docstrings run as tests: a training step compiles for tens of
+    >>> # seconds; tests/callbacks/ runs the same fit.
+    >>> history = model.fit(images, batch_size=8, epochs=1, verbose=0, callbacks=[probe])  # doctest: +SKIP
+    >>> 0.0 <= history.history["probe_logreg"][0] <= 1.0  # doctest: +SKIP
     True
     """
 
@@ -98,14 +101,11 @@ class OnlineProbe(keras.callbacks.Callback):
         seed=0,
     ):
         super().__init__()
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, (int, np.integer)) or every_n_epochs < 1:
-            raise ValueError(f"`every_n_epochs` must be an int >= 1. Received: every_n_epochs={every_n_epochs!r}")
-        if knn_k is not None and (isinstance(knn_k, bool) or not isinstance(knn_k, (int, np.integer)) or knn_k < 1):
-            raise ValueError(f"`knn_k` must be a positive int or None. Received: knn_k={knn_k!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
-        self.train_batches, self.train_labels = _as_split(train_data, "train_data", int(batch_size))
-        self.test_batches, self.test_labels = _as_split(test_data, "test_data", int(batch_size))
+        every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1)
+        knn_k = check_int("knn_k", knn_k, minimum=1, allow_none=True)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.train_batches, self.train_labels = _as_split(train_data, "train_data", batch_size)
+        self.test_batches, self.test_labels = _as_split(test_data, "test_data", batch_size)
         # A dataset or a plain label array: one unnamed label ("").
         train_names = sorted(self.train_labels or [""])
         test_names = sorted(self.test_labels or [""])

@@ -84,23 +84,31 @@ def _require(state, part, key, ndim):
     return shape
 
 
+def _infer_blocks(state, part, prefix, width, what):
+    """`depth`, `mlp_ratio` and `qkv_bias` of the block stack under `prefix`."""
+    depth = _count_blocks(state, prefix)
+    if depth == 0:
+        raise ValueError(f"Checkpoint part `{part}` has no `{prefix}.<i>.*` keys: not {what}.")
+    hidden = _require(state, part, f"{prefix}.0.mlp.fc1.weight", 2)[0]
+    return dict(
+        depth=depth,
+        mlp_ratio=mlp_ratio_for(int(hidden), width),
+        qkv_bias=f"{prefix}.0.attn.qkv.bias" in state,
+    )
+
+
 def infer_encoder(state, part):
     """Architecture of an official encoder state dict: `ViTEncoder` arguments plus the
     stored positional grid (`"grid"`)."""
     width, channels, patch, patch_w = _require(state, part, "patch_embed.proj.weight", 4)
     if patch != patch_w:
         raise ValueError(f"Only square patches are supported. Received: {part}/patch_embed.proj.weight shape={state['patch_embed.proj.weight'].shape}")
-    depth = _count_blocks(state, "blocks")
-    if depth == 0:
-        raise ValueError(f"Checkpoint part `{part}` has no `blocks.<i>.*` keys: not a ViT encoder.")
-    hidden = _require(state, part, "blocks.0.mlp.fc1.weight", 2)[0]
+    blocks = _infer_blocks(state, part, "blocks", int(width), "a ViT encoder")
     pos = _require(state, part, "pos_embed", 3)
     return dict(
         patch_size=int(patch),
         hidden_dim=int(width),
-        depth=depth,
-        mlp_ratio=mlp_ratio_for(int(hidden), int(width)),
-        qkv_bias="blocks.0.attn.qkv.bias" in state,
+        **blocks,
         num_channels=int(channels),
         grid=square_grid(pos[1], f"{part}/pos_embed"),
     )
@@ -110,17 +118,12 @@ def infer_predictor(state, part):
     """Architecture of an official predictor state dict: `JEPAPredictor` arguments
     plus `"grid"` and `"has_mask_token"`."""
     dp, de = _require(state, part, "predictor_embed.weight", 2)
-    depth = _count_blocks(state, "predictor_blocks")
-    if depth == 0:
-        raise ValueError(f"Checkpoint part `{part}` has no `predictor_blocks.<i>.*` keys: not a JEPA predictor.")
-    hidden = _require(state, part, "predictor_blocks.0.mlp.fc1.weight", 2)[0]
+    blocks = _infer_blocks(state, part, "predictor_blocks", int(dp), "a JEPA predictor")
     pos = _require(state, part, "predictor_pos_embed", 3)
     return dict(
         encoder_dim=int(de),
         hidden_dim=int(dp),
-        depth=depth,
-        mlp_ratio=mlp_ratio_for(int(hidden), int(dp)),
-        qkv_bias="predictor_blocks.0.attn.qkv.bias" in state,
+        **blocks,
         grid=square_grid(pos[1], f"{part}/predictor_pos_embed"),
         has_mask_token="mask_token" in state,
     )

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from keras_flexpredict.convert import mapping
+from keras_flexpredict.utils.validation import check_one_of
 
 PARTS = ("encoder", "predictor", "target_encoder")
 ENCODER_PARTS = ("target_encoder", "encoder")
@@ -133,8 +134,7 @@ def official_encoder(path, which="target_encoder", num_heads=None, image_size=No
     """
     from keras_flexpredict.models.vit_encoder import ViTEncoder
 
-    if which not in ENCODER_PARTS:
-        raise ValueError(f"`which` must be one of {ENCODER_PARTS}. Received: which={which!r}")
+    check_one_of("which", which, ENCODER_PARTS)
     states = read_official_checkpoint(path)
     if which not in states:
         if set(states) == {"encoder"}:

@@ -11,6 +11,8 @@ too. Only when a gap shows up does a `tf.py_function` call the Python counter.
 import numpy as np
 import tensorflow as tf
 
+from keras_flexpredict.utils.validation import check_int
+
 from keras_flexpredict.data.augmentations import add_element_seeds
 from keras_flexpredict.data.augmentations import eval_transform
 from keras_flexpredict.data.augmentations import ijepa_train_transform
@@ -43,17 +45,15 @@ def resolve_transform(transform, image_size, training):
 
 
 def check_shard(shard_index, num_shards):
-    if not isinstance(num_shards, (int, np.integer)) or num_shards < 1:
-        raise ValueError(f"`num_shards` must be a positive int. Received: num_shards={num_shards}")
-    if not isinstance(shard_index, (int, np.integer)) or not 0 <= shard_index < num_shards:
+    check_int("num_shards", num_shards, minimum=1)
+    if isinstance(shard_index, bool) or not isinstance(shard_index, (int, np.integer)) or not 0 <= shard_index < num_shards:
         raise ValueError(
             f"`shard_index` must be an int in [0, num_shards). Received: shard_index={shard_index}, num_shards={num_shards}"
         )
 
 
 def check_batch_size(batch_size):
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"`batch_size` must be a positive int or None. Received: batch_size={batch_size}")
+    check_int("batch_size", batch_size, minimum=1, allow_none=True)
 
 
 def element_seed(seed, shard_index):
@@ -105,12 +105,8 @@ def check_epoch_arguments(steps_per_epoch, initial_epoch, training):
                 "steps_per_epoch=None"
             )
         return
-    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
-        raise ValueError(
-            f"`steps_per_epoch` must be a positive int or None. Received: steps_per_epoch={steps_per_epoch}"
-        )
-    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
-        raise ValueError(f"`initial_epoch` must be an int >= 0. Received: initial_epoch={initial_epoch}")
+    check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    check_int("initial_epoch", initial_epoch, minimum=0)
     if not training:
         raise ValueError(
             "`steps_per_epoch` makes an endless training stream; it needs `training=True`. "

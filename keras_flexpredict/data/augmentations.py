@@ -16,6 +16,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_range
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The blur radius range of StoP is given for 224-pixel crops.
@@ -32,16 +35,6 @@ def _image_size_pair(image_size):
             f"`image_size` must be a positive int or a (height, width) pair. Received: image_size={image_size}"
         )
     return size
-
-
-def _check_range(name, value, low=0.0, high=None):
-    if len(value) != 2 or not value[0] <= value[1] or value[0] < low or (high is not None and value[1] > high):
-        raise ValueError(f"`{name}` must be an increasing pair in [{low}, {high}]. Received: {name}={value}")
-
-
-def _check_probability(name, value):
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value}")
 
 
 def normalize_image(image, mean=IMAGENET_MEAN, std=IMAGENET_STD):
@@ -91,8 +84,8 @@ def sample_crop_parameters(image_shape, seed, scale=(0.3, 1.0), ratio=(3.0 / 4.0
     >>> bool(0 <= y <= 100 - h and 0 <= x <= 80 - w)
     True
     """
-    _check_range("scale", scale, 0.0, 1.0)
-    _check_range("ratio", ratio, 1e-6)
+    check_range("scale", scale, minimum=0.0, maximum=1.0)
+    check_range("ratio", ratio, minimum=1e-6)
     height = tf.cast(image_shape[0], tf.float32)
     width = tf.cast(image_shape[1], tf.float32)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
@@ -280,17 +273,16 @@ def _make_train_transform(
 ):
     size = _image_size_pair(image_size)
     _check_interpolation(interpolation)
-    _check_range("crop_scale", crop_scale, 0.0, 1.0)
-    _check_range("crop_ratio", crop_ratio, 1e-6)
-    _check_probability("blur_probability", blur_probability)
-    _check_probability("grayscale_probability", grayscale_probability)
-    _check_probability("color_jitter_probability", color_jitter_probability)
+    check_range("crop_scale", crop_scale, minimum=0.0, maximum=1.0)
+    check_range("crop_ratio", crop_ratio, minimum=1e-6)
+    check_float("blur_probability", blur_probability, minimum=0.0, maximum=1.0, allow_string=False)
+    check_float("grayscale_probability", grayscale_probability, minimum=0.0, maximum=1.0, allow_string=False)
+    check_float("color_jitter_probability", color_jitter_probability, minimum=0.0, maximum=1.0, allow_string=False)
     jitter = color_jitter_probability > 0 and any(v > 0 for v in color_jitter_strength)
     if jitter:  # checks the strengths now, not inside tf.data
         color_jitter(tf.zeros([1, 1, 3]), tf.constant([0, 0]), *color_jitter_strength)
-    _check_range("blur_sigma", blur_sigma, 0.0)
-    if blur_reference_size is not None and blur_reference_size <= 0:
-        raise ValueError(f"`blur_reference_size` must be positive or None. Received: blur_reference_size={blur_reference_size}")
+    check_range("blur_sigma", blur_sigma, minimum=0.0)
+    check_float("blur_reference_size", blur_reference_size, minimum=0, exclusive_minimum=True, allow_none=True, allow_string=False)
     # Blur radii are in pixels of a 224 crop; scale them with the output size.
     sigma_scale = 1.0 if blur_reference_size is None else min(size) / float(blur_reference_size)
     sigma_low, sigma_high = blur_sigma[0] * sigma_scale, blur_sigma[1] * sigma_scale
@@ -463,11 +455,7 @@ def ijepa_train_transform(
     ):
         if not isinstance(value, bool):
             raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
-    if isinstance(color_jitter_strength, bool) or not float(color_jitter_strength) >= 0:
-        raise ValueError(
-            f"`color_jitter_strength` must be a float >= 0. Received: color_jitter_strength={color_jitter_strength!r}"
-        )
-    s = float(color_jitter_strength)
+    s = check_float("color_jitter_strength", color_jitter_strength, minimum=0)
     return _make_train_transform(
         image_size,
         crop_scale,
@@ -573,8 +561,7 @@ def eval_transform(
     [32, 32, 3]
     """
     size = _image_size_pair(image_size)
-    if not 0.0 < crop_fraction <= 1.0:
-        raise ValueError(f"`crop_fraction` must be in (0, 1]. Received: crop_fraction={crop_fraction}")
+    check_float("crop_fraction", crop_fraction, minimum=0, maximum=1, exclusive_minimum=True, allow_string=False)
     _check_interpolation(interpolation)
     resize_to = [int(round(s / crop_fraction)) for s in size]
 

@@ -9,6 +9,9 @@ layout of the pixels, not off colour statistics alone.
 
 import numpy as np
 
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
+
 SHAPE_NAMES = ("disk", "square", "triangle", "ring", "cross")
 COLOR_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan")
 LABEL_NAMES = ("shape", "count", "position", "color")
@@ -62,12 +65,9 @@ def procedural_shapes_num_classes(max_count=4, grid_size=2):
 
 
 def _validate(num_images, image_size, max_count, grid_size, noise_std, max_rotation):
-    if not isinstance(num_images, (int, np.integer)) or num_images < 1:
-        raise ValueError(f"`num_images` must be a positive int. Received: num_images={num_images}")
-    if not isinstance(image_size, (int, np.integer)) or image_size < 16:
-        raise ValueError(f"`image_size` must be an int >= 16. Received: image_size={image_size}")
-    if not isinstance(grid_size, (int, np.integer)) or not 1 <= grid_size <= 8:
-        raise ValueError(f"`grid_size` must be an int in [1, 8]. Received: grid_size={grid_size}")
+    check_int("num_images", num_images, minimum=1)
+    check_int("image_size", image_size, minimum=16)
+    check_int("grid_size", grid_size, minimum=1, maximum=8)
     if not isinstance(max_count, (int, np.integer)) or not 1 <= max_count <= grid_size**2:
         raise ValueError(
             "`max_count` must be an int in [1, grid_size**2] (one object per grid cell). "
@@ -78,10 +78,8 @@ def _validate(num_images, image_size, max_count, grid_size, noise_std, max_rotat
             "Grid cells must be at least 8 pixels wide (image_size / grid_size >= 8). "
             f"Received: image_size={image_size}, grid_size={grid_size}"
         )
-    if noise_std < 0:
-        raise ValueError(f"`noise_std` must be >= 0. Received: noise_std={noise_std}")
-    if not 0 <= max_rotation <= 180:
-        raise ValueError(f"`max_rotation` must be in [0, 180] degrees. Received: max_rotation={max_rotation}")
+    check_float("noise_std", noise_std, minimum=0, allow_string=False)
+    check_float("max_rotation", max_rotation, minimum=0, maximum=180, allow_string=False)
 
 
 def _draw_block_parameters(rng, max_count, grid_size, size):

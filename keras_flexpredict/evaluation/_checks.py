@@ -6,6 +6,8 @@ the bad argument and its value (or its shape, for arrays).
 
 import numpy as np
 
+from keras_flexpredict.utils.validation import check_int
+
 
 def as_features(features, name):
     """`features` as a finite float32 NumPy array of rank 2 `(N, F)`, N >= 1."""
@@ -107,30 +109,13 @@ def check_num_classes(num_classes, train_labels, test_labels):
     inferred = int(max(train_labels.max(), test_labels.max())) + 1
     if num_classes is None:
         return inferred
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(
-            f"`num_classes` must be a positive integer. Received: num_classes={num_classes}"
-        )
+    num_classes = check_int("num_classes", num_classes, minimum=1)
     if inferred > num_classes:
         raise ValueError(
             f"Labels go up to {inferred - 1}, which does not fit `num_classes`. "
             f"Received: num_classes={num_classes}"
         )
     return int(num_classes)
-
-
-def check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value}")
-    return int(value)
-
-
-def check_positive_float(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-        np.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value}")
-    return float(value)
 
 
 def top_k_correct(scores, labels, k):

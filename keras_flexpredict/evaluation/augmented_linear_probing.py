@@ -4,6 +4,8 @@ import keras
 
 from keras_flexpredict.evaluation import _checks
 from keras_flexpredict.evaluation.frozen_encoder_classifier import FrozenEncoderClassifier
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
 
 
 def _check_milestones(lr_milestones):
@@ -117,11 +119,10 @@ def augmented_linear_probe(
         - [Bar et al., Stochastic positional embeddings improve masked image
           modeling (StoP), 2024](https://arxiv.org/abs/2308.00566)
     """
-    epochs = _checks.check_positive_int(epochs, "epochs")
-    lr = _checks.check_positive_float(lr, "lr")
+    epochs = check_int("epochs", epochs, minimum=1)
+    lr = check_float("lr", lr, minimum=0, exclusive_minimum=True, allow_string=False)
     milestones = _check_milestones(lr_milestones)
-    if isinstance(lr_decay, bool) or not isinstance(lr_decay, (int, float)) or not 0.0 < lr_decay <= 1.0:
-        raise ValueError(f"`lr_decay` must be a number in (0, 1]. Received: lr_decay={lr_decay}")
+    lr_decay = check_float("lr_decay", lr_decay, minimum=0, maximum=1, exclusive_minimum=True, allow_string=False)
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
         raise ValueError(f"`momentum` must be a number in [0, 1). Received: momentum={momentum}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:

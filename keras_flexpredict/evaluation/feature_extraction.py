@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_flexpredict.evaluation import _checks
+from keras_flexpredict.utils.validation import check_int
 
 _POOLINGS = ("mean", "max")
 
@@ -166,11 +167,11 @@ def extract_features_of_splits(
         raise ValueError(f"`encoder` must be a callable Keras layer or model. Received: encoder={encoder!r}")
     if pooling not in _POOLINGS:
         raise ValueError(f"`pooling` must be one of {_POOLINGS}. Received: pooling={pooling!r}")
-    last_n_layers = _checks.check_positive_int(last_n_layers, "last_n_layers")
+    last_n_layers = check_int("last_n_layers", last_n_layers, minimum=1)
     if batch_size is not None:
-        batch_size = _checks.check_positive_int(batch_size, "batch_size")
+        batch_size = check_int("batch_size", batch_size, minimum=1)
     if steps is not None:
-        steps = _checks.check_positive_int(steps, "steps")
+        steps = check_int("steps", steps, minimum=1)
     if verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose}")
 

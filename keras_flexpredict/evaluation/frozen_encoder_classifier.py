@@ -7,6 +7,10 @@ from keras import ops
 
 from keras_flexpredict.evaluation.feature_extraction import _POOLINGS
 from keras_flexpredict.evaluation.feature_extraction import _encode_and_pool
+from keras_flexpredict.utils.model_config import model_config
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
+from keras_flexpredict.utils.validation import check_one_of
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
@@ -77,20 +81,10 @@ class FrozenEncoderClassifier(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be a positive integer. Received: num_classes={num_classes}")
-        if pooling not in _POOLINGS:
-            raise ValueError(f"`pooling` must be one of {_POOLINGS}. Received: pooling={pooling!r}")
-        if isinstance(last_n_layers, bool) or not isinstance(last_n_layers, int) or last_n_layers < 1:
-            raise ValueError(
-                f"`last_n_layers` must be a positive integer. Received: last_n_layers={last_n_layers}"
-            )
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not (
-            math.isfinite(weight_decay) and weight_decay >= 0
-        ):
-            raise ValueError(
-                f"`weight_decay` must be a non-negative number. Received: weight_decay={weight_decay}"
-            )
+        num_classes = check_int("num_classes", num_classes, minimum=1)
+        check_one_of("pooling", pooling, _POOLINGS)
+        last_n_layers = check_int("last_n_layers", last_n_layers, minimum=1)
+        weight_decay = check_float("weight_decay", weight_decay, minimum=0, allow_string=False)
         self.encoder = encoder
         self.encoder.trainable = False
         self.num_classes = num_classes
@@ -142,18 +136,9 @@ class FrozenEncoderClassifier(keras.Model):
         return self.classifier(features)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
-            "num_classes": self.num_classes,
-            "pooling": self.pooling,
-            "last_n_layers": self.last_n_layers,
-            "batch_norm": self.batch_norm,
-            "weight_decay": self.weight_decay,
-            "seed": self.seed,
-        }
+        return model_config(
+            self, "encoder", "num_classes", "pooling", "last_n_layers", "batch_norm", "weight_decay", "seed"
+        )
 
     @classmethod
     def from_config(cls, config):

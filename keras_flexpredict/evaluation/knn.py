@@ -3,6 +3,8 @@
 import numpy as np
 
 from keras_flexpredict.evaluation import _checks
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
 
 # Test rows per chunk are chosen so one chunk's similarity matrix holds at most
 # this many float32 values (64 MiB).
@@ -70,17 +72,17 @@ def knn_classifier(
         train_features, train_labels, test_features, test_labels
     )
     num_classes = _checks.check_num_classes(num_classes, train_labels, test_labels)
-    k = _checks.check_positive_int(k, "k")
+    k = check_int("k", k, minimum=1)
     num_train = train_features.shape[0]
     if k > num_train:
         raise ValueError(
             f"`k` must be at most the number of training examples ({num_train}). "
             f"Received: k={k}"
         )
-    temperature = _checks.check_positive_float(temperature, "temperature")
+    temperature = check_float("temperature", temperature, minimum=0, exclusive_minimum=True, allow_string=False)
     if batch_size is None:
         batch_size = max(1, _MAX_SIMILARITY_ELEMENTS // num_train)
-    batch_size = _checks.check_positive_int(batch_size, "batch_size")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
 
     train_t = np.ascontiguousarray(_l2_normalize(train_features).T)
     test_features = _l2_normalize(test_features)

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 
 from keras_flexpredict.evaluation import _checks
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
 
 _OPTIMIZERS = ("sgd", "adamw")
 
@@ -135,9 +137,9 @@ def linear_probe(
         train_features, train_labels, test_features, test_labels
     )
     num_classes = _checks.check_num_classes(num_classes, train_labels, test_labels)
-    epochs = _checks.check_positive_int(epochs, "epochs")
-    batch_size = _checks.check_positive_int(batch_size, "batch_size")
-    lr = _checks.check_positive_float(lr, "lr")
+    epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr = check_float("lr", lr, minimum=0, exclusive_minimum=True, allow_string=False)
     if isinstance(weight_decay, bool) or not isinstance(
         weight_decay, (int, float, np.number)
     ) or not (np.isfinite(weight_decay) and weight_decay >= 0):

@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 
 from keras_flexpredict.evaluation import _checks
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
 
 PROTOCOLS = ("official", "search")
 # The official low-shot run (StoP README: `logistic_eval.py --lambd 0.0025`) hands
@@ -306,8 +308,8 @@ def _probe(
             "`validation_fraction` must be a number in (0, 1). "
             f"Received: validation_fraction={validation_fraction}"
         )
-    max_iter = _checks.check_positive_int(max_iter, "max_iter")
-    tol = _checks.check_positive_float(defaults["tol"] if tol is None else tol, "tol")
+    max_iter = check_int("max_iter", max_iter, minimum=1)
+    tol = check_float("tol", defaults["tol"] if tol is None else tol, minimum=0, exclusive_minimum=True, allow_string=False)
     if np.unique(train_labels).size < 2:
         raise ValueError(
             "`train_labels` must hold at least two classes. "

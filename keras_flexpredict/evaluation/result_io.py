@@ -1,10 +1,10 @@
 """Writing probe results as JSON, atomically."""
 
 import json
-import os
-import tempfile
 
 import numpy as np
+
+from keras_flexpredict.utils.atomic_write import atomic_write_text
 
 
 def _to_json(value):
@@ -49,24 +49,4 @@ def write_result_json(path, result):
         text = json.dumps(result, indent=2, sort_keys=True, default=_to_json, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise ValueError(f"`result` cannot be written as JSON ({e}). Received: result={result!r}") from None
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"`path` must name a file, not a folder. Received: path={path}")
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file readable by its owner only; results are for sharing.
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_path)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write_text(path, text + "\n")

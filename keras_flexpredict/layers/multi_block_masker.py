@@ -16,28 +16,8 @@ from keras_flexpredict.utils.backend_adapter import replica_context
 from keras_flexpredict.utils.keras_internals import DataLayer
 from keras_flexpredict.utils.seed_state import load_seed_state
 from keras_flexpredict.utils.seed_state import save_seed_state
-
-
-def _check_range(name, value, low_open, high_closed=None):
-    """Validates a `(lo, hi)` pair with `low_open < lo <= hi (<= high_closed)`."""
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`{name}` must be a pair of numbers (lo, hi). Received: {name}={value}"
-        ) from None
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise ValueError(f"`{name}` must be finite with lo <= hi. Received: {name}={value}")
-    if lo <= low_open or (high_closed is not None and hi > high_closed):
-        interval = f"({low_open}, {high_closed}]" if high_closed is not None else f"> {low_open}"
-        raise ValueError(f"`{name}` must lie in {interval}. Received: {name}={value}")
-    return (lo, hi)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value}")
-    return int(value)
+from keras_flexpredict.utils.validation import check_int
+from keras_flexpredict.utils.validation import check_range
 
 
 def _block_sizes(u, scale, aspect_ratio, grid_size, max_extent):
@@ -482,15 +462,15 @@ class MultiBlockMasker(DataLayer):
         ):
             raise ValueError(f"`grid_size` must be 2 positive ints. Received: grid_size={grid_size}")
         self.grid_size = tuple(int(g) for g in grid)
-        self.num_targets = _check_int("num_targets", num_targets, 1)
-        self.target_scale = _check_range("target_scale", target_scale, 0.0, 1.0)
-        self.target_aspect_ratio = _check_range("target_aspect_ratio", target_aspect_ratio, 0.0)
-        self.context_scale = _check_range("context_scale", context_scale, 0.0, 1.0)
-        self.context_aspect_ratio = _check_range("context_aspect_ratio", context_aspect_ratio, 0.0)
-        self.min_keep = _check_int("min_keep", min_keep, 1)
-        self.num_context_candidates = _check_int("num_context_candidates", num_context_candidates, 1)
+        self.num_targets = check_int("num_targets", num_targets, minimum=1)
+        self.target_scale = check_range("target_scale", target_scale, minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        self.target_aspect_ratio = check_range("target_aspect_ratio", target_aspect_ratio, minimum=0.0, exclusive_minimum=True)
+        self.context_scale = check_range("context_scale", context_scale, minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        self.context_aspect_ratio = check_range("context_aspect_ratio", context_aspect_ratio, minimum=0.0, exclusive_minimum=True)
+        self.min_keep = check_int("min_keep", min_keep, minimum=1)
+        self.num_context_candidates = check_int("num_context_candidates", num_context_candidates, minimum=1)
         self.reference = bool(reference)
-        self.reference_group_size = _check_int("reference_group_size", reference_group_size, 1)
+        self.reference_group_size = check_int("reference_group_size", reference_group_size, minimum=1)
         # The reference clips every block side to grid - 1.
         self.reference_clip = bool(reference_clip) or self.reference
         self.seed = seed
@@ -564,8 +544,8 @@ class MultiBlockMasker(DataLayer):
                 num_context_tokens = _reference_context_slots(lengths)
             else:
                 num_context_tokens = max(self.min_keep, math.ceil(self.expected_context_tokens))
-        self.num_target_tokens = _check_int("num_target_tokens", num_target_tokens, self.min_keep)
-        self.num_context_tokens = _check_int("num_context_tokens", num_context_tokens, self.min_keep)
+        self.num_target_tokens = check_int("num_target_tokens", num_target_tokens, minimum=self.min_keep)
+        self.num_context_tokens = check_int("num_context_tokens", num_context_tokens, minimum=self.min_keep)
         for name, value in (
             ("num_target_tokens", self.num_target_tokens),
             ("num_context_tokens", self.num_context_tokens),
@@ -651,8 +631,8 @@ class MultiBlockMasker(DataLayer):
         Returns:
             The dict of `call`, each entry with a leading `num_batches` axis.
         """
-        num_batches = _check_int("num_batches", num_batches, 1)
-        batch_size = _check_int("batch_size", batch_size, 1)
+        num_batches = check_int("num_batches", num_batches, minimum=1)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         return self._sample(num_batches, batch_size)
 
     def _sample(self, num_batches, batch_size):

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_flexpredict.utils.validation import check_int
+
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
 class PatchEmbedding(keras.layers.Layer):
@@ -25,18 +27,14 @@ class PatchEmbedding(keras.layers.Layer):
 
     Example:
     >>> layer = PatchEmbedding(patch_size=4, embed_dim=8)
-    >>> layer(np.zeros((2, 16, 16, 3), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 16, 16, 3), "float32")).shape)
     (2, 16, 8)
     """
 
     def __init__(self, patch_size, embed_dim, **kwargs):
         super().__init__(**kwargs)
-        if int(patch_size) < 1:
-            raise ValueError(f"`patch_size` must be >= 1. Received: patch_size={patch_size}")
-        if int(embed_dim) < 1:
-            raise ValueError(f"`embed_dim` must be >= 1. Received: embed_dim={embed_dim}")
-        self.patch_size = int(patch_size)
-        self.embed_dim = int(embed_dim)
+        self.patch_size = check_int("patch_size", patch_size, minimum=1)
+        self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
 
     def build(self, input_shape):
         if len(input_shape) != 4:

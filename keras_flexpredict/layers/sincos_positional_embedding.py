@@ -70,7 +70,7 @@ class SinCosPositionalEmbedding(keras.layers.Layer):
 
     Example:
     >>> layer = SinCosPositionalEmbedding(grid_size=(2, 2))
-    >>> layer(np.zeros((1, 4, 8), "float32")).shape
+    >>> tuple(layer(np.zeros((1, 4, 8), "float32")).shape)
     (1, 4, 8)
 
     References:

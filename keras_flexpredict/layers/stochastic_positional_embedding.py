@@ -1,6 +1,5 @@
 """Stochastic positional embeddings (StoP) for the masked tokens of any ViT predictor."""
 
-import math
 
 import keras
 import numpy as np
@@ -9,6 +8,8 @@ from keras import ops
 from keras_flexpredict.utils.replicas import replica_seed
 from keras_flexpredict.utils.seed_state import load_seed_state
 from keras_flexpredict.utils.seed_state import save_seed_state
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_one_of
 
 COVARIANCES = ("tied", "learned", "low_rank", "isotropic", "none")
 
@@ -64,7 +65,7 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
     >>> _ = dense(np.zeros((1, 16), "float32"))  # the context projection De=16 -> Dp=8
     >>> stop = StochasticPositionalEmbedding(sigma=0.25, seed=0)
     >>> psi = np.zeros((2, 5, 8), "float32")
-    >>> stop(psi, projection=dense, training=True).shape
+    >>> tuple(stop(psi, projection=dense, training=True).shape)
     (2, 5, 8)
 
     References:
@@ -83,19 +84,8 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if covariance not in COVARIANCES:
-            raise ValueError(
-                f"`covariance` must be one of {COVARIANCES}. Received: covariance={covariance!r}"
-            )
-        if (
-            isinstance(sigma, bool)
-            or not isinstance(sigma, (int, float, np.number))
-            or not math.isfinite(float(sigma))
-            or float(sigma) < 0
-        ):
-            raise ValueError(
-                f"`sigma` is a standard deviation and must be a finite number >= 0. Received: sigma={sigma}"
-            )
+        check_one_of("covariance", covariance, COVARIANCES)
+        sigma = check_float("sigma", sigma, minimum=0, allow_string=False)  # a standard deviation
         if covariance == "learned" and noise_dim is None:
             raise ValueError(
                 "`covariance='learned'` needs `noise_dim` (the width of the noise). "

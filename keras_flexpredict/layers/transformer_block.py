@@ -1,20 +1,18 @@
 """Pre-LayerNorm ViT block with a fused-qkv self-attention that honours padding."""
 
-import math
-
 import keras
 from keras import ops
 
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
+
 
 def check_positive_float(name, value):
-    """`value` as a float; a `ValueError` naming it unless it is finite and > 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
-        raise ValueError(f"`{name}` must be a finite number > 0. Received: {name}={value!r}")
-    return number
+    """`value` as a float; a `ValueError` naming it unless it is finite and > 0.
+
+    Kept for existing imports; new code calls `utils.validation.check_float`.
+    """
+    return check_float(name, value, minimum=0, exclusive_minimum=True)
 
 
 def _normal(stddev):
@@ -51,7 +49,7 @@ class TransformerBlock(keras.layers.Layer):
 
     Example:
     >>> block = TransformerBlock(hidden_dim=8, num_heads=2)
-    >>> block(np.zeros((2, 5, 8), "float32")).shape
+    >>> tuple(block(np.zeros((2, 5, 8), "float32")).shape)
     (2, 5, 8)
     """
 
@@ -66,6 +64,8 @@ class TransformerBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        hidden_dim = check_int("hidden_dim", hidden_dim, minimum=1)
+        num_heads = check_int("num_heads", num_heads, minimum=1)
         if hidden_dim % num_heads:
             raise ValueError(
                 "`hidden_dim` must be divisible by `num_heads`. Received: "

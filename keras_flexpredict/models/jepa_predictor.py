@@ -7,8 +7,13 @@ from keras_flexpredict.layers.sincos_positional_embedding import sincos_2d_posit
 from keras_flexpredict.layers.sincos_positional_embedding import _as_grid
 from keras_flexpredict.layers.stochastic_positional_embedding import COVARIANCES
 from keras_flexpredict.layers.stochastic_positional_embedding import StochasticPositionalEmbedding
-from keras_flexpredict.layers.transformer_block import TransformerBlock
-from keras_flexpredict.layers.transformer_block import check_positive_float
+from keras_flexpredict.layers.transformer_stack import build_transformer_stack
+from keras_flexpredict.layers.transformer_stack import run_blocks
+from keras_flexpredict.layers.transformer_stack import transformer_stack
+from keras_flexpredict.utils.model_config import model_config
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
+from keras_flexpredict.utils.validation import check_one_of
 
 POSITIONAL_NOISE = ("stop", "none")
 
@@ -56,7 +61,7 @@ class JEPAPredictor(keras.Model):
     ...          "context_mask": np.ones((1, 3), bool),
     ...          "target_indices": np.array([[[5, 6], [9, 10]]], "int32"),
     ...          "target_mask": np.ones((1, 2, 2), bool)}
-    >>> predictor(np.zeros((1, 3, 16), "float32"), masks).shape
+    >>> tuple(predictor(np.zeros((1, 3, 16), "float32"), masks).shape)
     (1, 2, 2, 16)
 
     References:
@@ -84,30 +89,26 @@ class JEPAPredictor(keras.Model):
     ):
         kwargs.setdefault("name", "jepa_predictor")
         super().__init__(**kwargs)
-        if positional_noise not in POSITIONAL_NOISE:
-            raise ValueError(
-                f"`positional_noise` must be one of {POSITIONAL_NOISE}. "
-                f"Received: positional_noise={positional_noise!r}"
-            )
+        check_one_of("positional_noise", positional_noise, POSITIONAL_NOISE)
         if covariance not in COVARIANCES or covariance == "none":
             raise ValueError(
                 "`covariance` must be one of ('tied', 'learned', 'low_rank', 'isotropic'); "
                 f"use positional_noise='none' for I-JEPA. Received: covariance={covariance!r}"
             )
-        if depth < 1:
-            raise ValueError(f"`depth` must be >= 1. Received: depth={depth}")
         self.encoder_dim = int(encoder_dim)
         self.hidden_dim = int(hidden_dim)
-        self.depth = int(depth)
+        self.depth = check_int("depth", depth, minimum=1)
         self.num_heads = int(num_heads)
         self.grid_size = _as_grid(grid_size)
         self.positional_noise = positional_noise
         self.sigma = float(sigma)
         self.covariance = covariance
         self.noise_rank = noise_rank
-        self.mlp_ratio = check_positive_float("mlp_ratio", mlp_ratio)
+        self.mlp_ratio = check_float("mlp_ratio", mlp_ratio, minimum=0, exclusive_minimum=True)
         self.qkv_bias = bool(qkv_bias)
-        self.layer_norm_epsilon = check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
+        self.layer_norm_epsilon = check_float(
+            "layer_norm_epsilon", layer_norm_epsilon, minimum=0, exclusive_minimum=True
+        )
         self.depth_scaled_init = bool(depth_scaled_init)
         self.seed = seed
 
@@ -124,21 +125,15 @@ class JEPAPredictor(keras.Model):
             dtype=self.dtype_policy,
             name="masked_token_embedding",
         )
-        self.blocks = [
-            TransformerBlock(
-                hidden_dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                layer_norm_epsilon=layer_norm_epsilon,
-                output_kernel_scale=(2.0 * (i + 1)) ** -0.5 if depth_scaled_init else 1.0,
-                dtype=self.dtype_policy,
-                name=f"block_{i}",
-            )
-            for i in range(depth)
-        ]
-        self.norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="norm"
+        self.blocks, self.norm = transformer_stack(
+            hidden_dim,
+            depth,
+            num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            layer_norm_epsilon=layer_norm_epsilon,
+            depth_scaled_init=depth_scaled_init,
+            dtype=self.dtype_policy,
         )
         self.output_projection = keras.layers.Dense(
             encoder_dim, kernel_initializer=normal, dtype=self.dtype_policy, name="output_projection"
@@ -155,9 +150,7 @@ class JEPAPredictor(keras.Model):
         )
         self.context_projection.build((None, None, self.encoder_dim))
         self.masked_token_embedding.build((None, None, self.hidden_dim))
-        for block in self.blocks:
-            block.build((None, None, self.hidden_dim))
-        self.norm.build((None, None, self.hidden_dim))
+        build_transformer_stack(self.blocks, self.norm, (None, None, self.hidden_dim))
         self.output_projection.build((None, None, self.hidden_dim))
         self.built = True
 
@@ -184,9 +177,8 @@ class JEPAPredictor(keras.Model):
             [ops.broadcast_to(context_mask[:, None], (b, m, kc)), target_mask], axis=2
         )
         keep = ops.reshape(keep, (b * m, kc + kt))
-        for block in self.blocks:
-            # Padded slots are zeroed once, at the output.
-            tokens = block(tokens, padding_mask=keep, zero_padding=False)
+        # Padded slots are zeroed once, at the output.
+        tokens = run_blocks(self.blocks, tokens, padding_mask=keep)[-1]
         out = self.output_projection(self.norm(tokens[:, kc:]))
         out = ops.reshape(out, (b, m, kt, self.encoder_dim))
         return ops.where(target_mask[..., None], out, ops.zeros_like(out))
@@ -196,22 +188,20 @@ class JEPAPredictor(keras.Model):
         return keras.KerasTensor((t[0], t[1], t[2], self.encoder_dim), dtype=self.compute_dtype)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "encoder_dim": self.encoder_dim,
-            "hidden_dim": self.hidden_dim,
-            "depth": self.depth,
-            "num_heads": self.num_heads,
-            "grid_size": self.grid_size,
-            "positional_noise": self.positional_noise,
-            "sigma": self.sigma,
-            "covariance": self.covariance,
-            "noise_rank": self.noise_rank,
-            "mlp_ratio": self.mlp_ratio,
-            "qkv_bias": self.qkv_bias,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "depth_scaled_init": self.depth_scaled_init,
-            "seed": self.seed,
-        }
+        return model_config(
+            self,
+            "encoder_dim",
+            "hidden_dim",
+            "depth",
+            "num_heads",
+            "grid_size",
+            "positional_noise",
+            "sigma",
+            "covariance",
+            "noise_rank",
+            "mlp_ratio",
+            "qkv_bias",
+            "layer_norm_epsilon",
+            "depth_scaled_init",
+            "seed",
+        )

@@ -4,10 +4,11 @@
 import datetime
 import json
 import os
-import shutil
-import tempfile
 
 import keras
+
+from keras_flexpredict.utils.atomic_write import atomic_directory
+from keras_flexpredict.utils.atomic_write import atomic_write_json
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -47,26 +48,10 @@ def save_preset(model, directory):
         "parameter_count": int(model.count_params()),
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
     }
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.", suffix=".partial", dir=parent)
-    try:
-        with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
-            json.dump(config, f, indent=2)
-        with open(os.path.join(tmp, METADATA_FILE), "w") as f:
-            json.dump(metadata, f, indent=2)
+    with atomic_directory(directory) as tmp:
+        atomic_write_json(os.path.join(tmp, CONFIG_FILE), config)
+        atomic_write_json(os.path.join(tmp, METADATA_FILE), metadata)
         model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
-        os.chmod(tmp, 0o755)
-        old = None
-        if os.path.exists(directory):
-            old = tmp + ".old"
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 

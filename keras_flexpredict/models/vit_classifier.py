@@ -4,6 +4,8 @@ import keras
 from keras import ops
 
 from keras_flexpredict.models.vit_encoder import ViTEncoder
+from keras_flexpredict.utils.model_config import model_config
+from keras_flexpredict.utils.validation import check_one_of
 
 POOLINGS = ("mean", "max")
 
@@ -53,8 +55,7 @@ class ViTClassifier(keras.Model):
             raise ValueError(f"`encoder` must be a ViTEncoder. Received: encoder={encoder!r}")
         if int(num_classes) < 1:
             raise ValueError(f"`num_classes` must be >= 1. Received: num_classes={num_classes}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+        check_one_of("pooling", pooling, POOLINGS)
         if not 1 <= int(last_n_layers) <= encoder.depth:
             raise ValueError(
                 f"`last_n_layers` must be in [1, {encoder.depth}]. Received: last_n_layers={last_n_layers}"
@@ -130,17 +131,9 @@ class ViTClassifier(keras.Model):
         return save_preset(self, directory)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
-            "num_classes": self.num_classes,
-            "pooling": self.pooling,
-            "last_n_layers": self.last_n_layers,
-            "dropout": self.dropout,
-            "freeze_encoder": self.freeze_encoder,
-        }
+        return model_config(
+            self, "encoder", "num_classes", "pooling", "last_n_layers", "dropout", "freeze_encoder"
+        )
 
     @classmethod
     def from_config(cls, config):

@@ -7,8 +7,12 @@ from keras import ops
 
 from keras_flexpredict.layers.patch_embedding import PatchEmbedding
 from keras_flexpredict.layers.sincos_positional_embedding import SinCosPositionalEmbedding
-from keras_flexpredict.layers.transformer_block import TransformerBlock
-from keras_flexpredict.layers.transformer_block import check_positive_float
+from keras_flexpredict.layers.transformer_stack import build_transformer_stack
+from keras_flexpredict.layers.transformer_stack import run_blocks
+from keras_flexpredict.layers.transformer_stack import transformer_stack
+from keras_flexpredict.utils.model_config import model_config
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
 from keras_flexpredict.models.vit_presets import VIT_PRESETS
 
 
@@ -52,10 +56,10 @@ class ViTEncoder(keras.Model):
 
     Example:
     >>> encoder = ViTEncoder(image_size=32, patch_size=8, hidden_dim=16, depth=2, num_heads=2)
-    >>> encoder(np.zeros((2, 32, 32, 3), "float32")).shape
+    >>> tuple(encoder(np.zeros((2, 32, 32, 3), "float32")).shape)
     (2, 16, 16)
     >>> idx = np.array([[0, 5, 7], [1, 2, 3]], "int32")
-    >>> encoder(np.zeros((2, 32, 32, 3), "float32"), context_indices=idx).shape
+    >>> tuple(encoder(np.zeros((2, 32, 32, 3), "float32"), context_indices=idx).shape)
     (2, 3, 16)
 
     References:
@@ -88,16 +92,16 @@ class ViTEncoder(keras.Model):
                     f"Image {axis} must be divisible by the patch size. Received: "
                     f"image_size={image_size}, patch_size={patch_size}"
                 )
-        if depth < 1:
-            raise ValueError(f"`depth` must be >= 1. Received: depth={depth}")
         self.image_size = image_size
         self.patch_size = int(patch_size)
         self.hidden_dim = int(hidden_dim)
-        self.depth = int(depth)
+        self.depth = check_int("depth", depth, minimum=1)
         self.num_heads = int(num_heads)
-        self.mlp_ratio = check_positive_float("mlp_ratio", mlp_ratio)
+        self.mlp_ratio = check_float("mlp_ratio", mlp_ratio, minimum=0, exclusive_minimum=True)
         self.qkv_bias = bool(qkv_bias)
-        self.layer_norm_epsilon = check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
+        self.layer_norm_epsilon = check_float(
+            "layer_norm_epsilon", layer_norm_epsilon, minimum=0, exclusive_minimum=True
+        )
         self.depth_scaled_init = bool(depth_scaled_init)
         self.num_channels = int(num_channels)
         self.grid_size = (image_size[0] // patch_size, image_size[1] // patch_size)
@@ -109,21 +113,15 @@ class ViTEncoder(keras.Model):
         self.positional_embedding = SinCosPositionalEmbedding(
             self.grid_size, hidden_dim, dtype=self.dtype_policy, name="positional_embedding"
         )
-        self.blocks = [
-            TransformerBlock(
-                hidden_dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                layer_norm_epsilon=layer_norm_epsilon,
-                output_kernel_scale=(2.0 * (i + 1)) ** -0.5 if depth_scaled_init else 1.0,
-                dtype=self.dtype_policy,
-                name=f"block_{i}",
-            )
-            for i in range(depth)
-        ]
-        self.norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="norm"
+        self.blocks, self.norm = transformer_stack(
+            hidden_dim,
+            depth,
+            num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            layer_norm_epsilon=layer_norm_epsilon,
+            depth_scaled_init=depth_scaled_init,
+            dtype=self.dtype_policy,
         )
 
     @classmethod
@@ -219,7 +217,7 @@ class ViTEncoder(keras.Model):
 
         Example:
         >>> encoder = ViTEncoder(image_size=32, patch_size=8, hidden_dim=8, depth=1, num_heads=2)
-        >>> encoder.with_image_size(48)(np.zeros((1, 48, 48, 3), "float32")).shape
+        >>> tuple(encoder.with_image_size(48)(np.zeros((1, 48, 48, 3), "float32")).shape)
         (1, 36, 8)
         """
         from keras_flexpredict.convert.positional_tables import positional_table_for_grid
@@ -251,9 +249,7 @@ class ViTEncoder(keras.Model):
         self.patch_embedding.build(images_shape)
         token_shape = (images_shape[0], self.num_patches, self.hidden_dim)
         self.positional_embedding.build(token_shape)
-        for block in self.blocks:
-            block.build(token_shape)
-        self.norm.build(token_shape)
+        build_transformer_stack(self.blocks, self.norm, token_shape)
         self.built = True
 
     def call(self, images, context_indices=None, context_mask=None, last_n_layers=1, training=None):
@@ -267,12 +263,11 @@ class ViTEncoder(keras.Model):
             x = ops.take_along_axis(x, idx[..., None], axis=1)
         elif context_mask is not None:
             raise ValueError("`context_mask` needs `context_indices`.")
-        outputs = []
-        for i, block in enumerate(self.blocks):
-            # Padded slots are zeroed once, by the final norm.
-            x = block(x, padding_mask=context_mask, zero_padding=False)
-            if i >= self.depth - last_n_layers:
-                outputs.append(self._final_norm(x, context_mask))
+        # Padded slots are zeroed once, by the final norm.
+        outputs = [
+            self._final_norm(tokens, context_mask)
+            for tokens in run_blocks(self.blocks, x, padding_mask=context_mask, last_n=last_n_layers)
+        ]
         return outputs[0] if last_n_layers == 1 else outputs
 
     def _final_norm(self, x, mask):
@@ -287,12 +282,7 @@ class ViTEncoder(keras.Model):
         return spec if last_n_layers == 1 else [spec] * last_n_layers
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            **self.architecture(),
-        }
+        return {**model_config(self), **self.architecture()}
 
     def architecture(self):
         """The constructor arguments that define this encoder's shape and arithmetic

@@ -1,27 +1,10 @@
-"""Argument checks shared by the schedules and the optimiser (private)."""
+"""Kept only for the imports of `jepa_adamw.py`; the checks live in
+`keras_flexpredict/utils/validation.py`."""
 
-import math
-import numbers
-
-
-def check_int(name, value, minimum):
-    """Returns `value` as an int, or raises a `ValueError` naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value}")
-    return value
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int  # noqa: F401 (re-export)
 
 
 def check_non_negative_float(name, value):
-    """Returns `value` as a finite float >= 0, or raises a `ValueError` naming it."""
-    if isinstance(value, bool):
-        raise ValueError(f"`{name}` must be a non-negative float. Received: {name}={value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a non-negative float. Received: {name}={value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"`{name}` must be a non-negative float. Received: {name}={value!r}")
-    return number
+    """`value` as a finite float >= 0, or a `ValueError` naming it."""
+    return check_float(name, value, minimum=0)

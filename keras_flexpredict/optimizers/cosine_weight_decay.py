@@ -3,8 +3,8 @@ import math
 import keras
 from keras import ops
 
-from keras_flexpredict.optimizers._validation import check_int
-from keras_flexpredict.optimizers._validation import check_non_negative_float
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
@@ -65,11 +65,11 @@ class CosineWeightDecay(keras.optimizers.schedules.LearningRateSchedule):
         name="CosineWeightDecay",
     ):
         super().__init__()
-        self.total_steps = check_int("total_steps", total_steps, 1)
-        self.start_weight_decay = check_non_negative_float("start_weight_decay", start_weight_decay)
-        self.end_weight_decay = check_non_negative_float("end_weight_decay", end_weight_decay)
+        self.total_steps = check_int("total_steps", total_steps, minimum=1)
+        self.start_weight_decay = check_float("start_weight_decay", start_weight_decay, minimum=0)
+        self.end_weight_decay = check_float("end_weight_decay", end_weight_decay, minimum=0)
         if constant_after_step is not None:
-            constant_after_step = check_int("constant_after_step", constant_after_step, 1)
+            constant_after_step = check_int("constant_after_step", constant_after_step, minimum=1)
         self.constant_after_step = constant_after_step
         self.name = name
 

@@ -3,8 +3,8 @@ import math
 import keras
 from keras import ops
 
-from keras_flexpredict.optimizers._validation import check_int
-from keras_flexpredict.optimizers._validation import check_non_negative_float
+from keras_flexpredict.utils.validation import check_float
+from keras_flexpredict.utils.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
@@ -78,18 +78,18 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         name="WarmupCosineDecay",
     ):
         super().__init__()
-        self.total_steps = check_int("total_steps", total_steps, 1)
-        self.warmup_steps = check_int("warmup_steps", warmup_steps, 0)
-        self.start_lr = check_non_negative_float("start_lr", start_lr)
-        self.peak_lr = check_non_negative_float("peak_lr", peak_lr)
-        self.final_lr = check_non_negative_float("final_lr", final_lr)
+        self.total_steps = check_int("total_steps", total_steps, minimum=1)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        self.start_lr = check_float("start_lr", start_lr, minimum=0)
+        self.peak_lr = check_float("peak_lr", peak_lr, minimum=0)
+        self.final_lr = check_float("final_lr", final_lr, minimum=0)
         if self.warmup_steps > self.total_steps:
             raise ValueError(
                 "`warmup_steps` must not exceed `total_steps`. Received: "
                 f"warmup_steps={self.warmup_steps}, total_steps={self.total_steps}"
             )
         if constant_after_step is not None:
-            constant_after_step = check_int("constant_after_step", constant_after_step, 1)
+            constant_after_step = check_int("constant_after_step", constant_after_step, minimum=1)
         self.constant_after_step = constant_after_step
         self.name = name
 

@@ -146,3 +146,115 @@ class TestCase(unittest.TestCase):
                 f"variable {v.path} did not change after one fit step",
             )
         return loss
+
+    def run_layer_test(
+        self,
+        layer_cls,
+        init_kwargs,
+        input_data,
+        call_kwargs=None,
+        expected_output_shape=None,
+        expected_output_dtype="float32",
+        expected_num_trainable_weights=None,
+        expected_num_non_trainable_weights=None,
+        run_symbolic_call=True,
+        run_saving=True,
+        run_keras_file_saving=True,
+        run_mixed_precision=True,
+        atol=1e-5,
+    ):
+        """The checks every layer shares, in one call (keras-hub's `run_layer_test`).
+
+        Builds `layer_cls(**init_kwargs)` by calling it on `input_data` (an array, or a
+        list of arrays passed positionally) with `call_kwargs`, then checks: the output
+        shapes and dtype (`expected_output_shape` a shape, or for several outputs a
+        structure of them, flattened as `keras.tree.flatten` does); the trainable and
+        non-trainable weight counts; `get_config` / `from_config` and `keras.saving`
+        round trips; a symbolic call on `KerasTensor`s of the same shapes; that weights
+        saved to `.weights.h5` and loaded into a layer rebuilt from the config, and a
+        `.keras` save/load, give equal outputs; and, except on torch, that under
+        `mixed_bfloat16` the outputs are bfloat16 while the weights stay float32.
+        Outputs with an integer or bool dtype are kept as they are under mixed precision.
+        A layer whose outputs draw from a saved random stream (a seeded masker) passes
+        `run_keras_file_saving=False`: `run_saving_test` compares the loaded layer's next
+        draw with the draw made before saving.
+
+        Returns the built layer.
+        """
+        call_kwargs = dict(call_kwargs or {})
+        inputs = list(input_data) if isinstance(input_data, (list, tuple)) else [input_data]
+
+        def call(layer):
+            return layer(*inputs, **call_kwargs)
+
+        layer = layer_cls(**init_kwargs)
+        outputs = call(layer)
+        flat = keras.tree.flatten(outputs)
+        if expected_output_shape is not None:
+            if isinstance(expected_output_shape, dict):  # flattened in sorted key order
+                expected = [expected_output_shape[k] for k in sorted(expected_output_shape)]
+            elif expected_output_shape and isinstance(expected_output_shape[0], (list, tuple)):
+                expected = list(expected_output_shape)
+            else:
+                expected = [expected_output_shape]
+            self.assertEqual([tuple(o.shape) for o in flat], [tuple(s) for s in expected])
+        if expected_output_dtype is not None:
+            for o in flat:
+                dtype = keras.backend.standardize_dtype(o.dtype)
+                if "float" in dtype:
+                    self.assertEqual(dtype, expected_output_dtype)
+        if expected_num_trainable_weights is not None:
+            self.assertLen(layer.trainable_weights, expected_num_trainable_weights)
+        if expected_num_non_trainable_weights is not None:
+            self.assertLen(layer.non_trainable_weights, expected_num_non_trainable_weights)
+
+        self.run_config_round_trip_test(layer)
+
+        if run_symbolic_call:
+            symbolic = layer_cls(**init_kwargs)
+            specs = [
+                keras.KerasTensor(np.shape(x), dtype=keras.backend.standardize_dtype(np.asarray(x).dtype))
+                for x in inputs
+            ]
+            symbolic_out = keras.tree.flatten(symbolic(*specs, **call_kwargs))
+            self.assertEqual([tuple(o.shape) for o in symbolic_out], [tuple(o.shape) for o in flat])
+
+        if run_saving:
+            clone = layer_cls.from_config(layer.get_config())
+            call(clone)
+            path = os.path.join(self.get_temp_dir(), "layer.weights.h5")
+            _WeightsHolder(layer).save_weights(path)
+            _WeightsHolder(clone).load_weights(path)
+            self.assertAllClose(call(clone), call(layer), atol=atol, rtol=atol)
+            if run_keras_file_saving:
+                self.run_saving_test(layer, call, atol=atol)
+
+        if run_mixed_precision and self.backend != "torch":
+            keras.config.set_dtype_policy("mixed_bfloat16")
+            try:
+                mixed = layer_cls(**init_kwargs)
+                mixed_out = keras.tree.flatten(call(mixed))
+            finally:
+                keras.config.set_dtype_policy("float32")
+            for o in mixed_out:
+                dtype = keras.backend.standardize_dtype(o.dtype)
+                if "float" in dtype:
+                    self.assertEqual(dtype, "bfloat16")
+                    self.assertTrue(np.all(np.isfinite(np.asarray(ops.convert_to_numpy(ops.cast(o, "float32"))))))
+            for w in mixed.weights:
+                if "float" in keras.backend.standardize_dtype(w.dtype):
+                    self.assertEqual(keras.backend.standardize_dtype(w.dtype), "float32", w.path)
+        return layer
+
+    def assertLen(self, container, expected_len, msg=None):
+        self.assertEqual(len(container), expected_len, msg)
+
+
+class _WeightsHolder(keras.Model):
+    """A model around one layer, so that its weights go through the public
+    `save_weights` / `load_weights` (`.weights.h5`)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+        self.built = True

@@ -215,6 +215,21 @@ class MultiBlockMaskerTest(TestCase):
         self.run_symbolic_call_test(masker, [((None, 32, 32, 3), "bfloat16")], shapes, dtypes)
         self.check_layout(to_numpy(masker(np.zeros((2, 32, 32, 3)))), masker, (2,))
 
+    def test_layer__shared_checks(self):
+        # Build, shapes, no weights, config and `.keras` / `.weights.h5` round trips (the
+        # seed state travels: equal masks), symbolic call, int/bool outputs under bfloat16.
+        masker = MultiBlockMasker(grid_size=(8, 8), min_keep=4, seed=5)
+        kc, kt = masker.num_context_tokens, masker.num_target_tokens
+        self.run_layer_test(
+            MultiBlockMasker,
+            dict(grid_size=(8, 8), min_keep=4, seed=5),
+            np.zeros((2, 32, 32, 3), "float32"),
+            expected_output_shape=[(2, kc), (2, kc), (2, 4, kt), (2, 4, kt)],
+            expected_num_trainable_weights=0,
+            run_keras_file_saving=False,  # the stream continues: checked below
+            atol=0,
+        )
+
     def test_config_round_trip_and_saving__same_seed_same_masks(self):
         masker = MultiBlockMasker(grid_size=(8, 8), min_keep=4, seed=5)
         clone = self.run_config_round_trip_test(masker)

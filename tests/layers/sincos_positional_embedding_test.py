@@ -97,21 +97,20 @@ class SinCosPositionalEmbeddingTest(TestCase):
         self.assertEqual(len(layer.non_trainable_weights), 1)
         self.assertAllClose(layer.embeddings, sincos_2d_positional_embedding((2, 2), 8))
 
-    def test_symbolic_call__shape_and_dtype(self):
-        layer = SinCosPositionalEmbedding(grid_size=(4, 4))
-        self.run_symbolic_call_test(layer, [((None, 16, 8), "float32")], [(None, 16, 8)], ["float32"])
-
-    def test_config_round_trip(self):
-        layer = SinCosPositionalEmbedding(grid_size=(3, 4), embed_dim=8, name="pe")
-        clone = self.run_config_round_trip_test(layer)
+    def test_layer__shared_checks(self):
+        # Build, shapes, weight counts, config and `.keras` / `.weights.h5` round trips,
+        # symbolic call, bfloat16 (not on torch).
+        layer = self.run_layer_test(
+            SinCosPositionalEmbedding,
+            dict(grid_size=(3, 4), embed_dim=8, name="pe"),
+            np.random.RandomState(1).randn(2, 12, 8).astype("float32"),
+            expected_output_shape=(2, 12, 8),
+            expected_num_trainable_weights=0,
+            expected_num_non_trainable_weights=1,
+        )
+        clone = SinCosPositionalEmbedding.from_config(layer.get_config())
         self.assertEqual(clone.grid_size, (3, 4))
         self.assertEqual(clone.embed_dim, 8)
-
-    def test_saving__keras_file_gives_equal_outputs(self):
-        layer = SinCosPositionalEmbedding(grid_size=(2, 2))
-        tokens = np.random.RandomState(1).randn(2, 4, 8).astype("float32")
-        layer(tokens)
-        self.run_saving_test(layer, lambda l: l(tokens))
 
     def test_fit__one_step_in_a_model(self):
         inputs = keras.Input((4, 8))

@@ -239,12 +239,25 @@ class StochasticPositionalEmbeddingTest(TestCase):
         self.assertFalse(np.allclose(to_np(model(x, training=True)), inference))
 
     # ---------------------------------------------------------------- shared checks
-    def test_symbolic_call__shape_and_dtype(self):
-        dense = built_dense()
-        layer = StochasticPositionalEmbedding(seed=0)
-        self.run_symbolic_call_test(
-            layer, [((None, 4, 5, DP), "float32")], [(None, 4, 5, DP)], ["float32"],
-            projection=dense, training=True,
+    def test_layer__shared_checks_tied(self):
+        # Build, shapes, config and `.keras` / `.weights.h5` round trips, symbolic call,
+        # with the caller's projection (bfloat16 is checked below, per mode).
+        self.run_layer_test(
+            StochasticPositionalEmbedding,
+            dict(sigma=0.25, seed=0, name="stop"),
+            np.random.RandomState(8).randn(2, 4, 5, DP).astype("float32"),
+            call_kwargs=dict(projection=built_dense(), training=False),
+            expected_output_shape=(2, 4, 5, DP),
+            run_mixed_precision=False,
+        )
+
+    def test_layer__shared_checks_learned(self):
+        self.run_layer_test(
+            StochasticPositionalEmbedding,
+            dict(covariance="learned", noise_dim=DE, sigma=0.25, seed=0, name="stop"),
+            np.random.RandomState(9).randn(2, 5, DP).astype("float32"),
+            call_kwargs=dict(training=False),
+            expected_output_shape=(2, 5, DP),
         )
 
     def test_eager_call__shape_and_dtype_in_every_mode(self):

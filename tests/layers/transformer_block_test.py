@@ -119,25 +119,26 @@ class TransformerBlockTest(TestCase):
         self.assertEqual(tuple(block.mlp_hidden.kernel.shape), (8, 16))
         self.assertIsNone(block.qkv.bias)
 
-    def test_symbolic_call__shape_and_dtype(self):
-        block = TransformerBlock(hidden_dim=16, num_heads=4)
-        self.run_symbolic_call_test(
-            block, [((None, 7, 16), "float32"), ((None, 7), "bool")], [(None, 7, 16)], ["float32"]
+    def test_layer__shared_checks(self):
+        # Build, shapes, weight counts, config and `.keras` / `.weights.h5` round trips,
+        # symbolic call, bfloat16 (not on torch), with a padding mask.
+        block = self.run_layer_test(
+            TransformerBlock,
+            dict(
+                hidden_dim=16, num_heads=4, mlp_ratio=2.0, qkv_bias=False,
+                layer_norm_epsilon=1e-5, output_kernel_scale=0.5, name="blk",
+            ),
+            [
+                np.random.RandomState(1).randn(2, 5, 16).astype("float32"),
+                np.array([[True, True, False, True, False], [True] * 5]),
+            ],
+            expected_output_shape=(2, 5, 16),
+            expected_num_trainable_weights=11,  # no qkv bias
+            expected_num_non_trainable_weights=0,
         )
-
-    def test_config_round_trip(self):
-        block = TransformerBlock(
-            hidden_dim=16, num_heads=4, mlp_ratio=2.0, qkv_bias=False,
-            layer_norm_epsilon=1e-5, output_kernel_scale=0.5, name="blk",
-        )
-        clone = self.run_config_round_trip_test(block)
+        clone = TransformerBlock.from_config(block.get_config())
         self.assertEqual(clone.output_kernel_scale, 0.5)
         self.assertEqual(clone.layer_norm_epsilon, 1e-5)
-
-    def test_saving__keras_file_gives_equal_outputs(self):
-        block, x = self._block_and_input()
-        mask = np.array([[True, True, False, True, False], [True] * 5])
-        self.run_saving_test(block, lambda l: l(x, padding_mask=mask), atol=1e-5)
 
     def test_fit__one_step_in_a_model(self):
         inputs = keras.Input((5, 16))
