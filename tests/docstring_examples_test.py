@@ -18,12 +18,7 @@ import pytest
 import keras_flexpredict
 
 # Examples that fail in a module this branch does not own; fixed by its owner.
-KNOWN_FAILING = {
-    "keras_flexpredict.models.flex_predict": (
-        "the `from_preset` example keeps the preset's reference masker, which refuses "
-        "min_keep=1 on a 4 x 4 grid (needs `reference=False` in the example's masker)"
-    ),
-}
+KNOWN_FAILING = {}
 
 
 def _public_modules():

@@ -1,6 +1,5 @@
 """Stochastic positional embeddings (StoP) for the masked tokens of any ViT predictor."""
 
-
 import keras
 import numpy as np
 from keras import ops

@@ -94,14 +94,14 @@ class FlexPredict(keras.Model):
     Example:
     >>> model = FlexPredict.from_preset(
     ...     "stop_vit_base_patch16_224_imagenet",
-    ...     encoder=dict(image_size=32, patch_size=8, hidden_dim=32, depth=1, num_heads=2),
+    ...     encoder=dict(image_size=32, patch_size=4, hidden_dim=32, depth=1, num_heads=2),
     ...     predictor=dict(hidden_dim=16, depth=1, num_heads=2),
-    ...     masker=dict(target_scale=(0.15, 0.3), min_keep=1))
+    ...     masker=dict(min_keep=4, reference=False))
     >>> model.compile(optimizer="adamw")
     >>> images = np.random.rand(8, 32, 32, 3).astype("float32")
     >>> history = model.fit(images, batch_size=4, epochs=1, verbose=0)
-    >>> model.target_encoder(images[:2]).shape
-    (2, 16, 32)
+    >>> tuple(model.target_encoder(images[:2]).shape)
+    (2, 64, 32)
 
     References:
         - [Bar et al., 2024, StoP](https://arxiv.org/abs/2308.00566)

@@ -18,8 +18,12 @@ from keras_flexpredict.utils.keras_internals import PRIVATE_API
 from keras_flexpredict.testing import TestCase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCANNED = ("keras_flexpredict", "recipes", "benchmarks")
-ALLOWED = os.path.join("keras_flexpredict", "utils", "keras_internals.py")
+SCANNED = ("keras_flexpredict", "recipes", "benchmarks", "tests", "integration_tests")
+# The isolation module itself, and this test, which names `keras.src` in its messages.
+ALLOWED = (
+    os.path.join("keras_flexpredict", "utils", "keras_internals.py"),
+    os.path.join("tests", "utils", "keras_internals_test.py"),
+)
 KERAS_SRC = re.compile(r"\bkeras\.src\b")
 
 
@@ -83,7 +87,7 @@ class KerasInternalsTest(TestCase):
         offenders = []
         for path in _python_files():
             rel = os.path.relpath(path, ROOT)
-            if rel == ALLOWED:
+            if rel in ALLOWED:
                 continue
             with open(path, encoding="utf-8") as f:
                 for number, line in enumerate(f, 1):
