@@ -10,8 +10,7 @@ import keras
 import numpy as np
 from keras.random import SeedGenerator
 
-from keras_flexpredict.utils import keras_internals as backend_utils
-from keras_flexpredict.utils import keras_internals as tracking
+from keras_flexpredict.utils import keras_internals
 from keras_flexpredict.utils.backend_adapter import replica_context
 from keras_flexpredict.utils.keras_internals import DataLayer
 from keras_flexpredict.utils.seed_state import load_seed_state
@@ -229,7 +228,7 @@ def _sample_masks(spec, backend, num_batches, batch_size, seed):
     if isinstance(backend, types.SimpleNamespace):
         b = backend  # NumPy ops (`_numpy_rows`)
     else:
-        b = _NUMPY_OPS if backend == "numpy" else backend_utils.DynamicBackend(backend)
+        b = _NUMPY_OPS if backend == "numpy" else keras_internals.DynamicBackend(backend)
     groups, m, c = num_batches, spec.num_targets, spec.num_context_candidates
     n = spec.grid_size[0] * spec.grid_size[1]
     cut_context = spec.num_context_tokens < n and not spec.reference
@@ -575,7 +574,7 @@ class MultiBlockMasker(DataLayer):
                 expected += tp * cp * float(np.sum(inside * free))
         return expected
 
-    @tracking.no_automatic_dependency_tracking
+    @keras_internals.no_automatic_dependency_tracking
     def save_own_variables(self, store):
         super().save_own_variables(store)
         save_seed_state(self, store)
