@@ -8,6 +8,9 @@ import numpy as np
 from keras import ops
 
 from keras_flexpredict.callbacks._epoch_schedule import EpochSchedule
+from keras_flexpredict.losses.jepa_loss import jepa_loss
+from keras_flexpredict.models.target_features import gather_blocks
+from keras_flexpredict.models.target_features import layer_norm_no_affine
 from keras_flexpredict.utils.validation import check_float
 from keras_flexpredict.utils.validation import check_int
 
@@ -20,13 +23,6 @@ def _rankme(features, epsilon=RANKME_EPSILON):
     s = np.linalg.svd(np.asarray(features, np.float64), compute_uv=False)
     p = s / max(float(s.sum()), np.finfo(np.float64).tiny) + epsilon
     return float(np.exp(-np.sum(p * np.log(p))))
-
-
-def _elementwise_loss(diff, loss):
-    if loss == "smooth_l1":
-        a = np.abs(diff)
-        return np.where(a < 1.0, 0.5 * diff * diff, a - 0.5)
-    return diff * diff
 
 
 class TrainingDiagnostics(keras.callbacks.Callback):
@@ -139,10 +135,11 @@ class TrainingDiagnostics(keras.callbacks.Callback):
         start = time.perf_counter()
         masks = self.fixed_masks(model)
         images = self.images
-        tokens = np.asarray(ops.convert_to_numpy(model.target_encoder(images, training=False)), np.float64)
-        mean = tokens.mean(axis=-1, keepdims=True)
-        var = tokens.var(axis=-1, keepdims=True)
-        normalized = (tokens - mean) / np.sqrt(var + 1e-5)  # the model's `_normalize`
+        raw_tokens = model.target_encoder(images, training=False)
+        # The train step's own target side and loss (models.target_features, losses.jepa_loss).
+        normalized_tokens = layer_norm_no_affine(raw_tokens)
+        tokens = np.asarray(ops.convert_to_numpy(raw_tokens), np.float64)
+        normalized = np.asarray(ops.convert_to_numpy(normalized_tokens), np.float64)
         pooled = tokens.mean(axis=1)
         out = {
             "target_std": float(normalized.reshape(-1, normalized.shape[-1]).std(axis=0).mean()),
@@ -163,17 +160,16 @@ class TrainingDiagnostics(keras.callbacks.Callback):
         context = model.encoder(
             images, context_indices=masks["context_indices"], context_mask=masks["context_mask"], training=False
         )
-        predictions = predictor(context, masks, training=False)
-        predictions = np.asarray(ops.convert_to_numpy(predictions), np.float64)  # (B, M, Kt, De)
-        b, m, kt = masks["target_indices"].shape
-        idx = masks["target_indices"].reshape(b, m * kt).astype(np.int64)
-        targets = np.take_along_axis(normalized, idx[..., None], axis=1).reshape(predictions.shape)
+        predictions = predictor(context, masks, training=False)  # (B, M, Kt, De)
+        targets = gather_blocks(normalized_tokens, masks["target_indices"])
+        loss = getattr(model, "loss_name", "smooth_l1")
+        for block in range(masks["target_indices"].shape[1]):
+            one = slice(block, block + 1)
+            out[f"block_loss_{block}"] = float(
+                jepa_loss(predictions[:, one], targets[:, one], masks["target_mask"][:, one], loss)
+            )
         valid = masks["target_mask"].astype(bool)
-        per_element = _elementwise_loss(predictions - targets, getattr(model, "loss_name", "smooth_l1"))
-        for block in range(m):
-            keep = valid[:, block]
-            count = max(int(keep.sum()), 1) * per_element.shape[-1]
-            out[f"block_loss_{block}"] = float(per_element[:, block][keep].sum() / count)
+        predictions = np.asarray(ops.convert_to_numpy(predictions), np.float64)
         out["prediction_variance"] = float(predictions[valid].var(axis=0).mean())
         out["diagnostics_time_s"] = time.perf_counter() - start
         return out
