@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test demo benchmark compare growth clean
+.PHONY: venv torch-only-env test demo benchmark compare growth clean
 
 venv: $(VENV)/.installed
 
@@ -28,9 +28,21 @@ demo: venv
 benchmark: venv
 	$(PY) -m benchmarks.run_all
 
+# A second environment with torch but no JAX or TensorFlow, as a torch user installs the
+# package: `make compare` adds its cell `ours-torch-only` (import-time memory differs).
+TORCH_ONLY_VENV ?= .venv-torch-only
+torch-only-env: $(TORCH_ONLY_VENV)/.installed
+
+$(TORCH_ONLY_VENV)/.installed: pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(TORCH_ONLY_VENV)
+	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet -c requirements/constraints.txt -e .
+	touch $@
+
 # Our step beside the official StoP step (needs its clone in ../.mirror, see benchmarks/compare_official.py).
-compare: venv
-	$(PY) -m benchmarks.compare_official
+compare: venv torch-only-env
+	$(PY) -m benchmarks.compare_official --torch-only-python $(TORCH_ONLY_VENV)/bin/python
 	$(PY) -m benchmarks.run_all --report
 
 # Our step against batch (8, 32, 64) and image size (128, 160, 224), per backend.
@@ -39,4 +51,4 @@ growth: venv
 	$(PY) -m benchmarks.run_all --report
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) $(TORCH_ONLY_VENV) demo_output .pytest_cache

@@ -23,6 +23,12 @@ peak RSS. A timed step during which other processes used more than 5% of the mac
 re-run (at most 3 times) and counted. Raw results: `benchmarks/results/compare/*.json`;
 the table goes to `benchmarks/results/compare_official.md` and into BENCHMARKS.md.
 
+`--torch-only-python PATH` adds the cell `ours-torch-only`: the torch backend run by
+another interpreter whose environment has no JAX or TensorFlow, as a torch user installs
+it (`make torch-only-env` builds `.venv-torch-only`). With JAX installed, `import keras`
+imports it (`keras/src/callbacks/orbax_checkpoint.py`), ~0.2 GiB of RSS that a torch-only
+install does not pay; the step itself is the same.
+
 Needs: the official StoP clone (`../.mirror/amirbar+StoP/repo`, or `MIRROR`), the
 peers harness (`../shared/peers`, or `PEERS`), pyyaml (`pip install -e .[bench]`).
 """
@@ -125,7 +131,7 @@ def load_official_masks(path, steps, num_targets=NUM_TARGETS):
     }
 
 
-def run_ours(config, masks, warmup, steps, seed=0, replay=None):
+def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None):
     """One cell of ours in this process (KERAS_BACKEND chosen by the caller).
     `masks`: "official" (replay the official run's masks from `replay`),
     "reference" (`MultiBlockMasker(reference=True)`) or "default"."""
@@ -212,7 +218,7 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None):
     flops = [model_flops(cfg, context_tokens[i], target_tokens[i]) for i in use]
     step = statistics.median(times[i] for i in use)
     return dict(
-        impl=f"ours-{keras.backend.backend()}", config=config, masks=masks,
+        impl=label or f"ours-{keras.backend.backend()}", config=config, masks=masks,
         step_ms=1e3 * step, images_per_s=cfg["batch"] / step,
         step_ms_all=[round(1e3 * t, 1) for t in times],
         first_step_s=times[0], context_tokens=float(np.mean(context_tokens[use])),
@@ -298,7 +304,10 @@ def drive(args):
         print(f"== round {r}: matmul peak {peak:.0f} GFLOP/s", flush=True)
         for config in args.configs:
             for masks in args.masks:
-                for impl in ["official"] + [f"ours-{b}" for b in args.backends]:
+                impls = ["official"] + [f"ours-{b}" for b in args.backends]
+                if args.torch_only_python:
+                    impls.insert(2 if "ours-torch" in impls else 1, "ours-torch-only")
+                for impl in impls:
                     out = os.path.join(RESULTS, f"{config}__{masks}__{impl}__r{r}.json")
                     start = time.time()
                     if impl == "official":
@@ -306,14 +315,16 @@ def drive(args):
                         if result is None:
                             continue
                     else:
-                        env = dict(env_base, KERAS_BACKEND=impl.split("-", 1)[1])
+                        torch_only = impl == "ours-torch-only"
+                        env = dict(env_base, KERAS_BACKEND="torch" if torch_only else impl.split("-", 1)[1])
                         if masks == "official" and not os.path.exists(_masks_file(config)):
                             print(f"   {config}: no official masks to replay (run the official cell)")
                             continue
                         cmd = [
-                            sys.executable, "-m", "benchmarks.compare_official", "--worker",
+                            args.torch_only_python if torch_only else sys.executable,
+                            "-m", "benchmarks.compare_official", "--worker",
                             f"--configs={config}", f"--masks={masks}", f"--warmup={args.warmup}",
-                            f"--steps={args.steps}", f"--out={out}",
+                            f"--steps={args.steps}", f"--out={out}", f"--label={impl}",
                         ]
                         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
                         if proc.returncode:
@@ -341,7 +352,7 @@ def write_report():
     for r in rows:
         cells.setdefault((r["config"], r["masks"], r["impl"]), []).append(r)
     order = {c: i for i, c in enumerate(CONFIGS)}
-    impl_order = {"official": 0, "ours-torch": 1, "ours-jax": 2, "ours-tensorflow": 3}
+    impl_order = {"official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-tensorflow": 4}
     lines = [
         "| configuration | masks | implementation | ms / step | img/s | vs official | "
         "model GFLOP / step | MFU | real tokens ctx / tgt (slots) | first step s | peak RSS GiB |",
@@ -397,20 +408,31 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument(
+        "--torch-only-python",
+        help="a Python whose environment has torch but no JAX or TensorFlow (make torch-only-env): "
+        "adds the cell ours-torch-only",
+    )
     parser.add_argument("--report", action="store_true", help="only rebuild the table")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--label", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.configs = args.configs.split(",")
     args.masks = args.masks.split(",")
     args.backends = args.backends.split(",")
+    if args.torch_only_python and not os.path.exists(args.torch_only_python):
+        parser.error(f"--torch-only-python {args.torch_only_python!r} does not exist (make torch-only-env)")
     for name in args.configs:
         if name not in CONFIGS:
             parser.error(f"unknown configuration {name!r}; choose from {sorted(CONFIGS)}")
     if args.worker:
         write_json(
             args.out,
-            run_ours(args.configs[0], args.masks[0], args.warmup, args.steps, replay=_masks_file(args.configs[0])),
+            run_ours(
+                args.configs[0], args.masks[0], args.warmup, args.steps,
+                replay=_masks_file(args.configs[0]), label=args.label,
+            ),
         )
     elif args.report:
         write_report()

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_flexpredict.utils import backend_adapter
 from keras_flexpredict.utils.validation import check_float
 from keras_flexpredict.utils.validation import check_int
 
@@ -25,7 +26,9 @@ class TransformerBlock(keras.layers.Layer):
 
     Attention uses a fused `qkv` projection (the layout of the official checkpoints)
     and `keras.ops.dot_product_attention`. Padded tokens (`padding_mask` False) are
-    never attended to; their own outputs are meaningless and are zeroed. LayerNorm eps
+    never attended to; their own outputs are meaningless and are zeroed. On eager torch
+    the same math runs as plain torch functions (`backend_adapter.run_eager_torch_block`).
+    LayerNorm eps
     1e-6, exact GELU, MLP ratio 4 by default. Kernels are drawn from N(0, 0.02), biases
     0; `output_kernel_scale` multiplies the std of the attention-output and second MLP
     kernels (the reference's `1 / sqrt(2 l)` depth rescaling, off by default because the
@@ -110,6 +113,8 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_output.build((None, None, int(d * self.mlp_ratio)))
 
     def call(self, tokens, padding_mask=None, zero_padding=True):
+        if backend_adapter.eager_torch_blocks((self,), tokens):
+            return backend_adapter.run_eager_torch_block(self, tokens, padding_mask, zero_padding)
         b, n = ops.shape(tokens)[0], ops.shape(tokens)[1]
         head_dim = self.hidden_dim // self.num_heads
         qkv = self.qkv(self.norm1(tokens))

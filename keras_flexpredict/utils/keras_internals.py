@@ -35,6 +35,8 @@ __all__ = [
     "seed_generator_initial_seed",
     "set_initial_epoch",
     "swap_variable_value",
+    "adam_slots",
+    "layer_remat_mode",
     "torch_parallel_adam_step",
 ]
 
@@ -102,6 +104,10 @@ PRIVATE_API = (
         "JEPAAdamW's fused multi-tensor Adam step on torch (falls back to the slow path if gone)",
         ("torch",),
     ),
+    PrivateAPI(
+        "keras.optimizers.AdamW", "_get_variable_index", "method", ("self", "variable"), (_ADAPTER, _HERE),
+        "adam_slots(): the fused CPU Adam step finds each weight's moment estimates",
+    ),
     # -- private methods we override -----------------------------------------------
     PrivateAPI(
         "keras.optimizers.AdamW", "_apply_weight_decay", "method", ("self", "variables"), (_OPTIMIZER,),
@@ -154,6 +160,18 @@ PRIVATE_API = (
         ("tensorflow",),
     ),
     PrivateAPI(
+        "keras.optimizers.AdamW", "_momentums", "attribute", None, (_ADAPTER, _HERE),
+        "adam_slots(): first-moment estimates, indexed by `_get_variable_index`",
+    ),
+    PrivateAPI(
+        "keras.optimizers.AdamW", "_velocities", "attribute", None, (_ADAPTER, _HERE),
+        "adam_slots(): second-moment estimates, indexed by `_get_variable_index`",
+    ),
+    PrivateAPI(
+        "keras.layers.Dense", "_remat_mode", "attribute", None, (_ADAPTER, _HERE),
+        "layer_remat_mode(): blocks under a RematScope keep Keras's call (the eager torch block skips it)",
+    ),
+    PrivateAPI(
         "keras.random.SeedGenerator", "_initial_seed", "attribute", None,
         ("keras_flexpredict/utils/replicas.py",), "seed_generator_initial_seed(): the replica view's config",
     ),
@@ -185,6 +203,18 @@ def torch_parallel_adam_step():
     except ImportError:  # pragma: no cover - Keras layout changed
         return None
     return getattr(getattr(torch_adam, "Adam", None), "_parallel_update_step", None)
+
+
+def adam_slots(optimizer, variables):
+    """`(momentums, velocities)`: the torch tensors of a built Adam(W) optimiser's first-
+    and second-moment estimates of `variables`, in their order."""
+    slots = [optimizer._get_variable_index(v) for v in variables]
+    return [optimizer._momentums[i].value for i in slots], [optimizer._velocities[i].value for i in slots]
+
+
+def layer_remat_mode(layer):
+    """The `keras.RematScope` mode the layer was created under, or None."""
+    return getattr(layer, "_remat_mode", None)
 
 
 def optimizer_micro_iterations(optimizer):

@@ -72,7 +72,11 @@ def _signature_problem(obj, expected):
 
 def _instance(owner):
     if owner == "keras.optimizers.AdamW":
-        return keras.optimizers.AdamW()
+        optimizer = keras.optimizers.AdamW()
+        optimizer.build([keras.Variable(np.zeros((2,), "float32"))])  # creates the moment slots
+        return optimizer
+    if owner == "keras.layers.Dense":
+        return keras.layers.Dense(1)
     if owner == "keras.random.SeedGenerator":
         return keras.random.SeedGenerator(7)
     if owner == "keras.Variable":
