@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_flexpredict.utils import backend_adapter
+from keras_flexpredict.utils import keras_internals
 from keras_flexpredict.utils.validation import check_float
 from keras_flexpredict.utils.validation import check_int
 
@@ -113,7 +114,7 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_output.build((None, None, int(d * self.mlp_ratio)))
 
     def call(self, tokens, padding_mask=None, zero_padding=True):
-        if backend_adapter.eager_torch_blocks((self,), tokens):
+        if backend_adapter.block_stack_mode((self,), tokens) == "eager_torch":
             return backend_adapter.run_eager_torch_block(self, tokens, padding_mask, zero_padding)
         b, n = ops.shape(tokens)[0], ops.shape(tokens)[1]
         head_dim = self.hidden_dim // self.num_heads
@@ -130,6 +131,22 @@ class TransformerBlock(keras.layers.Layer):
         if padding_mask is not None and zero_padding:
             x = ops.where(ops.cast(padding_mask, "bool")[..., None], x, ops.zeros_like(x))
         return x
+
+    def has_plain_parts(self):
+        """True when the block is built and is exactly the math of `call`: no Dense has
+        LoRA or quantisation, both LayerNorms are the plain last-axis ones, and no
+        `keras.RematScope` applies. Then `transformer_stack.run_blocks` may run it as a
+        function of its weights (eager torch, or one `scan` over the stack)."""
+        if not self.built or keras_internals.layer_remat_mode(self) is not None:
+            return False
+        for dense in (self.qkv, self.attention_output, self.mlp_hidden, self.mlp_output):
+            if getattr(dense, "lora_enabled", False) or getattr(dense, "quantization_mode", None):
+                return False
+        for norm in (self.norm1, self.norm2):
+            axis = norm.axis if isinstance(norm.axis, (list, tuple)) else [norm.axis]
+            if not (norm.center and norm.scale and not norm.rms_scaling and list(axis) in ([-1], [2])):
+                return False
+        return getattr(self.mlp_hidden.activation, "__name__", None) == "gelu"
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -18,27 +18,6 @@ def _weight(variable, dtype):
     return value if value.dtype == dtype else value.to(dtype)
 
 
-def _plain_dense(layer):
-    return not getattr(layer, "lora_enabled", False) and not getattr(layer, "quantization_mode", None)
-
-
-def _plain_norm(layer):
-    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-    return layer.center and layer.scale and not layer.rms_scaling and list(axis) in ([-1], [2])
-
-
-def supports(block, remat_mode):
-    """True where `forward` computes exactly what `block.call` computes: the block and
-    its layers are built, no Dense has LoRA or quantisation, every LayerNorm is the
-    plain last-axis one, and the block is not rematerialised (`remat_mode` None)."""
-    if remat_mode is not None or not block.built:
-        return False
-    dense = (block.qkv, block.attention_output, block.mlp_hidden, block.mlp_output)
-    if getattr(block.mlp_hidden.activation, "__name__", None) != "gelu":
-        return False
-    return all(_plain_dense(layer) for layer in dense) and _plain_norm(block.norm1) and _plain_norm(block.norm2)
-
-
 def _layer_norm(layer, x):
     # As keras.ops.layer_normalization: computed in at least float32.
     dtype = torch.promote_types(x.dtype, torch.float32)

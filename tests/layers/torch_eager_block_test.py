@@ -21,7 +21,7 @@ def _outputs_and_grads(block, x, mask, zero_padding, eager):
     import torch
 
     tokens = torch.tensor(x, requires_grad=True)
-    with mock.patch.object(backend_adapter, "eager_torch_blocks", return_value=eager):
+    with mock.patch.object(backend_adapter, "block_stack_mode", return_value="eager_torch" if eager else "layers"):
         out = block(tokens, padding_mask=torch.tensor(mask), zero_padding=zero_padding)
     weights = [w.value for w in block.trainable_weights]
     grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).sum(), [tokens] + weights)
@@ -83,7 +83,7 @@ class TorchEagerBlockTest(TestCase):
         x, mask = self._inputs()
         expected = keras.ops.convert_to_numpy(block(x, padding_mask=mask))
         block.qkv.enable_lora(2)
-        self.assertFalse(_torch_block.supports(block, None))
+        self.assertFalse(block.has_plain_parts())
         with mock.patch.object(_torch_block, "forward", side_effect=AssertionError("eager path used")):
             got = block(x, padding_mask=mask)  # LoRA B starts at zero: same output
             symbolic = block(keras.Input((7, 16)))

@@ -1,0 +1,116 @@
+"""`run_blocks` in every `backend_adapter.block_stack_mode`: the same outputs and
+gradients as each block's own Keras call, and the mode each backend picks."""
+
+from unittest import mock
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_flexpredict.layers.transformer_stack import build_transformer_stack
+from keras_flexpredict.layers.transformer_stack import run_blocks
+from keras_flexpredict.layers.transformer_stack import transformer_stack
+from keras_flexpredict.testing import TestCase
+from keras_flexpredict.utils import backend_adapter
+from transformer_block_test import randomize_weights
+
+EXPECTED_MODE = {"jax": "scan", "tensorflow": "layers", "torch": "eager_torch"}
+
+
+def _stack(depth=3, dtype=None):
+    blocks, norm = transformer_stack(hidden_dim=16, depth=depth, num_heads=4, dtype=dtype)
+    build_transformer_stack(blocks, norm, (None, None, 16))
+    for i, block in enumerate(blocks):
+        randomize_weights(block, seed=i)
+    return blocks
+
+
+def _inputs():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 6, 16)).astype("float32")
+    mask = np.ones((3, 6), bool)
+    mask[0, 4:] = False
+    mask[1, 1:] = False
+    return x, mask
+
+
+def _loss_and_grads(blocks, x, mask, mode, last_n):
+    """The kept outputs and the gradients of a fixed loss of them w.r.t. the tokens and
+    every weight, with `run_blocks` in `mode` (None: the backend's own choice)."""
+    weights = [w for b in blocks for w in b.trainable_weights]
+    patch = mock.patch.object(backend_adapter, "block_stack_mode", return_value=mode) if mode else mock.MagicMock()
+    real = ops.convert_to_tensor(mask[..., None], "float32")
+
+    def loss_fn(tokens, values):
+        outs = run_blocks(blocks, tokens, ops.convert_to_tensor(mask), last_n=last_n)
+        return sum(ops.sum(ops.square(o * real) * (i + 1)) for i, o in enumerate(outs)), outs
+
+    with patch:
+        backend = keras.backend.backend()
+        tokens = ops.convert_to_tensor(x)
+        if backend == "jax":
+            import jax
+
+            def pure(tokens, values):
+                mapping = list(zip(weights, values))
+                with keras.StatelessScope(state_mapping=mapping):
+                    return loss_fn(tokens, values)
+
+            (_, outs), grads = jax.value_and_grad(pure, argnums=(0, 1), has_aux=True)(
+                tokens, [w.value for w in weights]
+            )
+            grads = [grads[0]] + list(grads[1])
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                tape.watch(tokens)
+                loss, outs = loss_fn(tokens, None)
+            grads = tape.gradient(loss, [tokens] + [w.value for w in weights])
+        else:
+            import torch
+
+            tokens.requires_grad_(True)
+            loss, outs = loss_fn(tokens, None)
+            grads = torch.autograd.grad(loss, [tokens] + [w.value for w in weights])
+    return [ops.convert_to_numpy(o) * mask[..., None] for o in outs], [ops.convert_to_numpy(g) for g in grads]
+
+
+class BlockStackModeTest(TestCase):
+    def test_backend_mode__is_the_fast_one_for_concrete_tensors(self):
+        blocks = _stack()
+        x, _ = _inputs()
+        self.assertEqual(backend_adapter.block_stack_mode(blocks, ops.convert_to_tensor(x)), EXPECTED_MODE[keras.backend.backend()])
+        self.assertEqual(backend_adapter.block_stack_mode(blocks, keras.KerasTensor((None, 6, 16))), "layers")
+
+    def test_modes__equal_the_layers_outputs_and_gradients(self):
+        blocks = _stack()
+        x, mask = _inputs()
+        modes = {"jax": ["scan", "flat"], "tensorflow": [], "torch": ["eager_torch"]}[keras.backend.backend()]
+        for last_n in (1, 2):
+            want_outs, want_grads = _loss_and_grads(blocks, x, mask, "layers", last_n)
+            self.assertGreater(max(np.abs(g).max() for g in want_grads[1:]), 1e-3)
+            for mode in modes + [None]:
+                outs, grads = _loss_and_grads(blocks, x, mask, mode, last_n)
+                self.assertEqual(len(outs), last_n)
+                for got, want in zip(outs, want_outs):
+                    self.assertAllClose(got, want, atol=1e-4, rtol=1e-4)
+                for got, want in zip(grads, want_grads):
+                    self.assertAllClose(got, want, atol=1e-3, rtol=1e-3)
+
+    def test_lora__falls_back_to_the_layers(self):
+        blocks = _stack()
+        x, _ = _inputs()
+        blocks[1].qkv.enable_lora(2)
+        self.assertEqual(backend_adapter.block_stack_mode(blocks, ops.convert_to_tensor(x)), "layers")
+
+    def test_mixed_bfloat16__scan_matches_layers(self):
+        blocks = _stack(dtype="mixed_bfloat16")
+        x, mask = _inputs()
+        x = ops.cast(x, "bfloat16")
+        with mock.patch.object(backend_adapter, "block_stack_mode", return_value="layers"):
+            want = ops.convert_to_numpy(ops.cast(run_blocks(blocks, x, ops.convert_to_tensor(mask))[0], "float32"))
+        got = run_blocks(blocks, x, ops.convert_to_tensor(mask))[0]
+        self.assertEqual(keras.backend.standardize_dtype(got.dtype), "bfloat16")
+        got = ops.convert_to_numpy(ops.cast(got, "float32"))
+        self.assertAllClose(got * mask[..., None], want * mask[..., None], atol=0.1, rtol=0.05)
