@@ -166,7 +166,9 @@ class TrainingDiagnostics(keras.callbacks.Callback):
         for block in range(masks["target_indices"].shape[1]):
             one = slice(block, block + 1)
             out[f"block_loss_{block}"] = float(
-                jepa_loss(predictions[:, one], targets[:, one], masks["target_mask"][:, one], loss)
+                ops.convert_to_numpy(
+                    jepa_loss(predictions[:, one], targets[:, one], masks["target_mask"][:, one], loss)
+                )
             )
         valid = masks["target_mask"].astype(bool)
         predictions = np.asarray(ops.convert_to_numpy(predictions), np.float64)

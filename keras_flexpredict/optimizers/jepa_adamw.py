@@ -217,9 +217,9 @@ class JEPAAdamW(keras.optimizers.AdamW):
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # On torch, Keras maps exactly `keras.optimizers.AdamW` to its fused
-        # `torch._foreach_*` implementation, not subclasses: use the same
-        # multi-tensor Adam step here (the variable-by-variable fallback gives
-        # the same numbers, more slowly).
+        # `torch._foreach_*` implementation, not subclasses: use a multi-tensor
+        # Adam step here too (on CPU torch's one-pass fused kernel, which is
+        # 6x faster than `_foreach_*` there; see `backend_adapter.fused_adam_step`).
         if not backend_adapter.fused_adam_step(self, grads, trainable_variables, learning_rate):
             super()._backend_update_step(grads, trainable_variables, learning_rate)
 

@@ -8,7 +8,6 @@ import importlib
 import inspect
 import os
 import re
-import tempfile
 
 import keras
 import numpy as np
@@ -181,7 +180,7 @@ class KerasInternalsTest(TestCase):
         # testing.TestCase.run_saving_test).
         layer = keras.layers.Dense(2)
         layer.build((None, 3))
-        path = os.path.join(tempfile.mkdtemp(prefix="kfp_internals_"), "layer.keras")
+        path = os.path.join(self.get_temp_dir(), "layer.keras")
         keras.saving.save_model(layer, path)
         loaded = keras.saving.load_model(path)
         x = np.ones((1, 3), "float32")
