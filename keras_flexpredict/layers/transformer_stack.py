@@ -75,9 +75,9 @@ def run_blocks(blocks, tokens, padding_mask=None, last_n=1):
 
     The math is `block(tokens)` for each block in turn; `backend_adapter.
     block_stack_mode` chooses how it runs: plain torch functions on eager torch, one
-    rematerialised `keras.ops.scan` over the stacked weights on JAX, the blocks as
-    functions of their weights on 2-D tokens on TensorFlow, each block's Keras call
-    otherwise.
+    rematerialised `keras.ops.scan` over the stacked weights on JAX (the blocks one by
+    one as functions of their weights on 2-D tokens under a weight-sharding
+    distribution), each block's Keras call otherwise (TensorFlow included).
     """
     mode = backend_adapter.block_stack_mode(blocks, tokens)
     if mode in ("scan", "flat"):
@@ -144,7 +144,9 @@ def _functional_blocks(blocks, tokens, padding_mask, last_n, scan):
         if (block.hidden_dim, block.num_heads, block.mlp_ratio, block.qkv_bias, block.layer_norm_epsilon) != (
             first.hidden_dim, first.num_heads, first.mlp_ratio, first.qkv_bias, first.layer_norm_epsilon
         ):
-            raise ValueError(f"Blocks {first.name} and {block.name} differ in shape; they cannot share a scan.")
+            raise ValueError(
+                f"Blocks {first.name} and {block.name} differ in shape; they cannot run as one stack."
+            )
     per_block = [_block_weights(block, keras.backend.standardize_dtype(tokens.dtype)) for block in blocks]
     mask = None if padding_mask is None else ops.cast(padding_mask, "bool")[:, None, None, :]
     batch, length, width = ops.shape(tokens)[0], ops.shape(tokens)[1], tokens.shape[-1]

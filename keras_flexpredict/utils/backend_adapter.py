@@ -49,7 +49,7 @@ def shapes_may_vary(tensor):
     )
 
 
-# ------------------------------------------------------------ eager torch
+# ---------------------------------------------------- transformer stacks
 def block_stack_mode(blocks, tokens):
     """How `transformer_stack.run_blocks` runs the `TransformerBlock`s `blocks` on
     `tokens` (the math is the same in every mode):
