@@ -347,6 +347,7 @@ class FlexPredict(keras.Model):
             # Last: its broadcast from rank 0 then follows any state restored at the start
             # of `fit` (e.g. by BackupAndRestore).
             callbacks.append(TorchDataParallel())
+        backend_adapter.build_optimizer_before_fit(self)  # TF: one trace, not two
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     # ------------------------------------------------------ presets and export

@@ -36,6 +36,7 @@ __all__ = [
     "set_initial_epoch",
     "swap_variable_value",
     "adam_slots",
+    "all_layers_built",
     "layer_remat_mode",
     "torch_parallel_adam_step",
 ]
@@ -168,6 +169,11 @@ PRIVATE_API = (
         "adam_slots(): second-moment estimates, indexed by `_get_variable_index`",
     ),
     PrivateAPI(
+        "keras.Model", "_flatten_layers", "method", None, (_ADAPTER, _HERE),
+        "all_layers_built(): the TF optimiser is built before `fit` only once every layer is "
+        "(Keras's own test before its symbolic build)",
+    ),
+    PrivateAPI(
         "keras.layers.Dense", "_remat_mode", "attribute", None, (_ADAPTER, _HERE),
         "layer_remat_mode(): blocks under a RematScope keep Keras's call (the eager torch block skips it)",
     ),
@@ -206,10 +212,17 @@ def torch_parallel_adam_step():
 
 
 def adam_slots(optimizer, variables):
-    """`(momentums, velocities)`: the torch tensors of a built Adam(W) optimiser's first-
-    and second-moment estimates of `variables`, in their order."""
+    """`(momentums, velocities)`: the backend variables (torch tensors, `tf.Variable`s) of
+    a built Adam(W) optimiser's first- and second-moment estimates of `variables`, in
+    their order."""
     slots = [optimizer._get_variable_index(v) for v in variables]
     return [optimizer._momentums[i].value for i in slots], [optimizer._velocities[i].value for i in slots]
+
+
+def all_layers_built(model):
+    """Whether `model` and every layer inside it are built (Keras's own test before it
+    builds a model's state from the first batch)."""
+    return all(layer.built for layer in model._flatten_layers())
 
 
 def layer_remat_mode(layer):

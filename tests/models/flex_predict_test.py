@@ -228,7 +228,9 @@ class FlexPredictTest(TestCase):
             counts.append(CountingFlexPredict.training_calls)
         # 50 steps with fresh masks every step trace the step exactly as often as 1 step.
         self.assertEqual(counts[1], counts[0], msg=f"traces for 1 and 50 steps: {counts}")
-        self.assertLessEqual(counts[0], 2)
+        # One trace: on TF the optimiser is built before `fit` traces the step, else
+        # tf.function sees its variables created and traces the whole step again.
+        self.assertEqual(counts[0], 1, msg=f"traces for 1 step: {counts[0]}")
 
     def test_config_and_saving_round_trip(self):
         model = tiny_flexpredict()
