@@ -34,6 +34,10 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
     - `isotropic`: `psi + mask_token + sigma * n`, `n ~ N(0, I_Dp)` (fixed covariance).
     - `none`: `psi + mask_token`, the deterministic I-JEPA baseline.
 
+    `noise_shift(...)` returns the zero-mean part alone (`A n`, `A' n` or `sigma n`), for
+    callers that also put noise on tokens that keep their own content (the paper's
+    noise-on-context ablation, `JEPAPredictor(noise_on=...)`).
+
     `mask_token` is a learned `Dp` vector drawn from N(0, 0.02). Noise is drawn with the
     layer's own `SeedGenerator`, in the reparameterised form (so gradients reach `A`),
     and only when `training=True`; otherwise (and when `sigma=0`) the output is the
@@ -166,6 +170,42 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
             # The noise-free mean A 0 + b = b, for any affine projection.
             shift = affine(ops.zeros((1, width), dtype=self.compute_dtype))
         return psi + ops.cast(shift, psi.dtype)
+
+    def noise_shift(self, positional_embeddings, projection=None, training=None):
+        """The zero-mean noise term alone, shaped like `positional_embeddings`: `A n`
+        (`tied`, through `projection`), `A' n` (`learned`, `low_rank`), `sigma n`
+        (`isotropic`); zeros for `none`, when not training, or when `sigma=0`.
+
+        Example:
+        >>> dense = keras.layers.Dense(8)
+        >>> _ = dense(np.zeros((1, 16), "float32"))
+        >>> stop = StochasticPositionalEmbedding(sigma=0.25, seed=0)
+        >>> tuple(stop.noise_shift(np.zeros((2, 5, 8), "float32"), dense, training=True).shape)
+        (2, 5, 8)
+        """
+        psi = ops.convert_to_tensor(positional_embeddings)
+        if self.covariance == "none" or not (bool(training) and self.sigma > 0):
+            return ops.zeros_like(psi)
+        if self.covariance == "isotropic":
+            return self.sigma * keras.random.normal(
+                ops.shape(psi), dtype=psi.dtype, seed=replica_seed(self.seed_generator)
+            )
+        if self.covariance == "tied" and projection is None:
+            raise ValueError(
+                "`covariance='tied'` needs the caller's context projection: "
+                "call `noise_shift` with `projection=<Dense De -> Dp>`."
+            )
+        affine = projection if self.covariance == "tied" else self.noise_projection
+        width = self._noise_width(projection)
+        noise = keras.random.normal(
+            tuple(ops.shape(psi)[:-1]) + (width,),
+            stddev=self.sigma,
+            dtype=self.compute_dtype,
+            seed=replica_seed(self.seed_generator),
+        )
+        # A n = (A n + b) - (A 0 + b), for any affine projection.
+        shift = affine(noise) - affine(ops.zeros((1, width), dtype=self.compute_dtype))
+        return ops.cast(shift, psi.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -16,6 +16,7 @@ from keras_flexpredict.utils.validation import check_int
 from keras_flexpredict.utils.validation import check_one_of
 
 POSITIONAL_NOISE = ("stop", "none")
+NOISE_ON = ("masked", "context", "both")
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
@@ -27,7 +28,10 @@ class JEPAPredictor(keras.Model):
     `StochasticPositionalEmbedding`: with `positional_noise="stop"` and the default
     `covariance="tied"`, `m_j = psi_j + A n_j + b`, `n_j ~ N(0, sigma^2 I_De)` through
     the *same* `context_projection`; with `positional_noise="none"`,
-    `m_j = psi_j + mask_token` (I-JEPA). All `M` target blocks run in one pass as a batch
+    `m_j = psi_j + mask_token` (I-JEPA). `noise_on` moves StoP's noise for the paper's
+    ablation: `"masked"` (the default, the paper's method and the official code),
+    `"context"` (`c_i = A (s_i + n_i) + b + psi_i`, masked tokens get the noise-free
+    `psi_j + b`) or `"both"`. All `M` target blocks run in one pass as a batch
     of `B * M` sequences `[context; block m]`; padding slots of either are never attended
     to. Blocks, final LayerNorm, a Dense `Dp -> De`; outputs at the target slots only.
 
@@ -42,6 +46,9 @@ class JEPAPredictor(keras.Model):
         covariance: StoP covariance mode (`"tied"`, `"learned"`, `"low_rank"`,
             `"isotropic"`); ignored when `positional_noise="none"`. Defaults to `"tied"`.
         noise_rank: int or None. Rank for `covariance="low_rank"`.
+        noise_on: which tokens get StoP noise: `"masked"`, `"context"` or `"both"`
+            (the paper's ablation, ViT-B 1% probe: 57.8 / 55.1 / 56.8; the official
+            code has masked only). Defaults to `"masked"`.
         mlp_ratio, qkv_bias, layer_norm_epsilon, depth_scaled_init: as `ViTEncoder`.
         seed: int or None. Seed of the noise.
 
@@ -80,6 +87,7 @@ class JEPAPredictor(keras.Model):
         sigma=0.25,
         covariance="tied",
         noise_rank=None,
+        noise_on="masked",
         mlp_ratio=4.0,
         qkv_bias=True,
         layer_norm_epsilon=1e-6,
@@ -95,6 +103,12 @@ class JEPAPredictor(keras.Model):
                 "`covariance` must be one of ('tied', 'learned', 'low_rank', 'isotropic'); "
                 f"use positional_noise='none' for I-JEPA. Received: covariance={covariance!r}"
             )
+        check_one_of("noise_on", noise_on, NOISE_ON)
+        if positional_noise == "none" and noise_on != "masked":
+            raise ValueError(
+                "`noise_on` places StoP noise; with positional_noise='none' (I-JEPA) there is "
+                f"none. Received: noise_on={noise_on!r}"
+            )
         self.encoder_dim = int(encoder_dim)
         self.hidden_dim = int(hidden_dim)
         self.depth = check_int("depth", depth, minimum=1)
@@ -104,6 +118,7 @@ class JEPAPredictor(keras.Model):
         self.sigma = float(sigma)
         self.covariance = covariance
         self.noise_rank = noise_rank
+        self.noise_on = noise_on
         self.mlp_ratio = check_float("mlp_ratio", mlp_ratio, minimum=0, exclusive_minimum=True)
         self.qkv_bias = bool(qkv_bias)
         self.layer_norm_epsilon = check_float(
@@ -163,11 +178,16 @@ class JEPAPredictor(keras.Model):
         _, m, kt = ops.shape(target_indices)
         psi = ops.cast(self.positional_embedding, self.compute_dtype)
 
-        x = self.context_projection(context) + ops.take(psi, context_indices, axis=0)
+        psi_context = ops.take(psi, context_indices, axis=0)
+        x = self.context_projection(context) + psi_context
+        if self.noise_on != "masked":
+            x = x + self.masked_token_embedding.noise_shift(
+                psi_context, projection=self.context_projection, training=training
+            )
         targets = self.masked_token_embedding(
             ops.take(psi, target_indices, axis=0),  # (B, M, Kt, Dp)
             projection=self.context_projection,
-            training=training,
+            training=training if self.noise_on != "context" else False,
         )
         # One pass for all M blocks: B * M sequences of [context (Kc); block m (Kt)].
         x = ops.broadcast_to(x[:, None], (b, m, kc, self.hidden_dim))
@@ -199,6 +219,7 @@ class JEPAPredictor(keras.Model):
             "sigma",
             "covariance",
             "noise_rank",
+            "noise_on",
             "mlp_ratio",
             "qkv_bias",
             "layer_norm_epsilon",

@@ -47,6 +47,34 @@ class StochasticPositionalEmbeddingTest(TestCase):
         # The mean of the noise term is the projection's bias b (the "mask token").
         np.testing.assert_allclose(out.reshape(-1, DP).mean(0), to_np(dense.bias), atol=0.02)
 
+    def test_noise_shift__zero_mean_part_of_every_mode(self):
+        sigma = 0.5
+        psi = np.random.RandomState(1).randn(200, 200, DP).astype("float32")  # 40,000 draws
+        dense = built_dense()
+        kernel = to_np(dense.kernel)
+        for covariance, kwargs in (("tied", {}), ("learned", dict(noise_dim=DE)), ("isotropic", {})):
+            with self.subTest(covariance=covariance):
+                layer = StochasticPositionalEmbedding(sigma=sigma, covariance=covariance, seed=0, **kwargs)
+                layer.build(psi.shape)
+                if covariance == "learned":
+                    layer.noise_projection.kernel.assign(kernel)
+                    layer.noise_projection.bias.assign(np.ones(DP, "float32"))  # must not show
+                shift = to_np(layer.noise_shift(psi, projection=dense, training=True))
+                self.assertEqual(shift.shape, psi.shape)
+                # Zero mean (no bias b, no mask token), covariance sigma^2 A A^T (or I).
+                np.testing.assert_allclose(shift.reshape(-1, DP).mean(0), 0.0, atol=0.02)
+                expected = sigma**2 * (np.eye(DP) if covariance == "isotropic" else kernel.T @ kernel)
+                self.assertLess(relative_frobenius_error(empirical_covariance(shift), expected), 0.05)
+                # Nothing outside training or with sigma = 0.
+                self.assertAllClose(layer.noise_shift(psi[:2], projection=dense, training=False), np.zeros((2, 200, DP)))
+        none = StochasticPositionalEmbedding(covariance="none")
+        none.build(psi.shape)
+        self.assertAllClose(none.noise_shift(psi[:2], training=True), np.zeros((2, 200, DP)))
+        zero_sigma = StochasticPositionalEmbedding(sigma=0.0)
+        self.assertAllClose(zero_sigma.noise_shift(psi[:2], projection=dense, training=True), np.zeros((2, 200, DP)))
+        with self.assertRaisesRegex(ValueError, "projection="):
+            StochasticPositionalEmbedding().noise_shift(psi[:2], training=True)
+
     def test_tied__noise_is_drawn_in_the_projection_input_width(self):
         # A projection that reads only the first noise channel: the output variance is
         # sigma^2 in the one output channel, which proves the noise lives in De and is

@@ -129,6 +129,54 @@ class JEPAPredictorTest(TestCase):
             second(self.context, self.masks, training=True), atol=1e-6,
         )
 
+    def test_noise_on__noise_reaches_only_the_chosen_tokens(self):
+        # Which tokens get noise, read at the two places it enters: the masked tokens'
+        # embedding (its `training` flag) and the context tokens' zero-mean shift.
+        for noise_on, context_noisy, masked_noisy in (
+            ("masked", False, True), ("context", True, False), ("both", True, True)
+        ):
+            with self.subTest(noise_on=noise_on):
+                predictor = self._predictor(noise_on=noise_on)
+                stop = predictor.masked_token_embedding
+                flags, shifts = [], []
+                original_call, original_shift = stop.call, stop.noise_shift
+
+                def spy_call(*args, **kwargs):
+                    flags.append(bool(kwargs.get("training")))
+                    return original_call(*args, **kwargs)
+
+                def spy_shift(*args, **kwargs):
+                    shifts.append(original_shift(*args, **kwargs))
+                    return shifts[-1]
+
+                stop.call, stop.noise_shift = spy_call, spy_shift
+                first = to_np(predictor(self.context, self.masks, training=True))
+                second = to_np(predictor(self.context, self.masks, training=True))
+                mean = to_np(predictor(self.context, self.masks, training=False))
+                # Masked tokens: noisy only for "masked" and "both".
+                self.assertEqual(flags[:2], [masked_noisy] * 2)
+                # Context tokens: a zero-mean noise term (shape (B, Kc, Dp)) only for
+                # "context" and "both", never outside training.
+                self.assertEqual(len(shifts), 3 if context_noisy else 0)
+                if context_noisy:
+                    self.assertEqual(tuple(shifts[0].shape), (2, 6, DP))
+                    self.assertGreater(np.abs(to_np(shifts[0])).max(), 1e-3)
+                    self.assertAllClose(shifts[2], np.zeros((2, 6, DP)))
+                # Either way training draws fresh noise; evaluation is the noise-free mean.
+                self.assertFalse(np.allclose(first, second, atol=1e-4))
+                self.assertFalse(np.allclose(first, mean, atol=1e-4))
+
+    def test_noise_on__masked_is_the_default_and_context_keeps_masked_tokens_at_the_mean(self):
+        self.assertEqual(JEPAPredictor(**TINY).noise_on, "masked")
+        # With noise on the context only and A = 0 on the context side, the noise term
+        # A n vanishes everywhere: training changes nothing (masked tokens get psi + b).
+        predictor = self._predictor(noise_on="context")
+        predictor.context_projection.kernel.assign(np.zeros((DE, DP), "float32"))
+        self.assertAllClose(
+            predictor(self.context, self.masks, training=True),
+            predictor(self.context, self.masks, training=False), atol=1e-6,
+        )
+
     def test_positional_noise_none__deterministic_mask_token(self):
         predictor = self._predictor(positional_noise="none")
         self.assertEqual(predictor.masked_token_embedding.covariance, "none")
@@ -191,6 +239,10 @@ class JEPAPredictorTest(TestCase):
             JEPAPredictor(encoder_dim=DE, depth=0)
         with self.assertRaisesRegex(ValueError, "sigma=-1"):
             JEPAPredictor(encoder_dim=DE, sigma=-1.0)
+        with self.assertRaisesRegex(ValueError, "noise_on='targets'"):
+            JEPAPredictor(encoder_dim=DE, noise_on="targets")
+        with self.assertRaisesRegex(ValueError, "noise_on='context'"):
+            JEPAPredictor(encoder_dim=DE, positional_noise="none", noise_on="context")
 
     # ---------------------------------------------------------------- shared checks
     def test_config_round_trip(self):
@@ -198,6 +250,7 @@ class JEPAPredictorTest(TestCase):
             dict(),
             dict(positional_noise="none", depth_scaled_init=True),
             dict(covariance="low_rank", noise_rank=3, sigma=0.2, mlp_ratio=2.0, qkv_bias=False),
+            dict(noise_on="both"),
         ):
             predictor = JEPAPredictor(**{**TINY, **kwargs}, name="pred")
             clone = self.run_config_round_trip_test(predictor)

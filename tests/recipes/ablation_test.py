@@ -66,6 +66,22 @@ class AblationTest(TestCase):
             again = ablation.run_ablation(**kwargs)
         self.assertEqual(json.dumps(again["stats"]), json.dumps(summary["stats"]))
 
+    def test_variants__each_builds_the_model_it_names(self):
+        from recipes import pretrain
+
+        expected = {
+            "stop_sigma0.1": ("sigma", 0.1), "stop_sigma0.5": ("sigma", 0.5), "stop_learned": ("covariance", "learned"),
+            "stop_low_rank": ("noise_rank", 8), "stop_isotropic": ("covariance", "isotropic"),
+            "stop_noise_context": ("noise_on", "context"), "stop_noise_both": ("noise_on", "both"),
+            "ijepa": ("positional_noise", "none"), "stop": ("noise_on", "masked"),
+        }
+        for variant, (recipe, extra, _) in ablation.VARIANTS.items():
+            with self.subTest(variant=variant):
+                config = pretrain.prepare_config(recipe, list(extra) + list(MINUSCULE))[0]
+                predictor = pretrain.build_model(config).predictor
+                name, value = expected[variant]
+                self.assertEqual(getattr(predictor, name), value)
+
     def test_run_ablation__bad_arguments_are_named(self):
         with self.assertRaisesRegex(ValueError, "variant='stoop'"):
             ablation.run_ablation(variants=["stoop"])
