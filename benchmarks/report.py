@@ -116,8 +116,9 @@ predictor (width 384, depth 6, heads = encoder heads) and masker (4 targets, 14x
 `Kc` = 91, `Kt` = 40 static slots). `stop` = StoP (tied covariance, sigma 0.25), `ijepa` =
 the deterministic baseline, `stop_no_ema` = StoP with the in-step EMA update removed (to
 measure its cost). Train steps run through `model.fit` (JAX: jitted step, the transformer
-stacks as one rematerialised scan; TF: `tf.function`, which Keras runs without XLA on a
-CPU-only machine; torch: eager, the blocks as plain torch functions and a fused CPU Adam);
+stacks as one rematerialised scan; TF: `tf.function`, traced once, with TF's fused
+`ResourceApplyAdam`, which Keras runs without XLA on a CPU-only machine; torch: eager, the
+blocks as plain torch functions and a fused CPU Adam);
 the step time is the median after the first two steps; the first step includes
 compilation. Software: Keras 3.15.1; CPU: jax/jaxlib 0.10.2, torch
 2.13.0+cpu, TensorFlow 2.21, Python {python}; GPU: jax 0.11.2, torch 2.11.0+cu130 (no
