@@ -138,34 +138,33 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
             )
         return int(kernel.shape[0])
 
+    def _affine(self, projection):
+        """The affine map of the noise (`tied`: the caller's `projection`; `learned`,
+        `low_rank`: the layer's own) and the noise width."""
+        if self.covariance != "tied":
+            return self.noise_projection, self._noise_width(projection)
+        if projection is None:
+            raise ValueError(
+                "`covariance='tied'` needs the caller's context projection: "
+                "pass `projection=<Dense De -> Dp>`."
+            )
+        return projection, self._noise_width(projection)
+
+    def _normal(self, shape, dtype):
+        """`N(0, sigma^2)` noise from the layer's (replica-folded) seed stream."""
+        return keras.random.normal(shape, stddev=self.sigma, dtype=dtype, seed=replica_seed(self.seed_generator))
+
     def call(self, positional_embeddings, projection=None, training=None):
         psi = positional_embeddings
         add_noise = bool(training) and self.sigma > 0
         if self.covariance in ("isotropic", "none"):
             out = psi + ops.cast(self.mask_token, psi.dtype)
             if self.covariance == "isotropic" and add_noise:
-                out = out + self.sigma * keras.random.normal(
-                    ops.shape(psi), dtype=psi.dtype, seed=replica_seed(self.seed_generator)
-                )
+                out = out + self._normal(ops.shape(psi), psi.dtype)
             return out
-        if self.covariance == "tied":
-            if projection is None:
-                raise ValueError(
-                    "`covariance='tied'` needs the caller's context projection: "
-                    "call the layer with `projection=<Dense De -> Dp>`."
-                )
-            affine = projection
-        else:
-            affine = self.noise_projection
-        width = self._noise_width(projection)
+        affine, width = self._affine(projection)
         if add_noise:
-            noise = keras.random.normal(
-                tuple(ops.shape(psi)[:-1]) + (width,),
-                stddev=self.sigma,
-                dtype=self.compute_dtype,
-                seed=replica_seed(self.seed_generator),
-            )
-            shift = affine(noise)
+            shift = affine(self._normal(tuple(ops.shape(psi)[:-1]) + (width,), self.compute_dtype))
         else:
             # The noise-free mean A 0 + b = b, for any affine projection.
             shift = affine(ops.zeros((1, width), dtype=self.compute_dtype))
@@ -187,22 +186,9 @@ class StochasticPositionalEmbedding(keras.layers.Layer):
         if self.covariance == "none" or not (bool(training) and self.sigma > 0):
             return ops.zeros_like(psi)
         if self.covariance == "isotropic":
-            return self.sigma * keras.random.normal(
-                ops.shape(psi), dtype=psi.dtype, seed=replica_seed(self.seed_generator)
-            )
-        if self.covariance == "tied" and projection is None:
-            raise ValueError(
-                "`covariance='tied'` needs the caller's context projection: "
-                "call `noise_shift` with `projection=<Dense De -> Dp>`."
-            )
-        affine = projection if self.covariance == "tied" else self.noise_projection
-        width = self._noise_width(projection)
-        noise = keras.random.normal(
-            tuple(ops.shape(psi)[:-1]) + (width,),
-            stddev=self.sigma,
-            dtype=self.compute_dtype,
-            seed=replica_seed(self.seed_generator),
-        )
+            return self._normal(ops.shape(psi), psi.dtype)
+        affine, width = self._affine(projection)
+        noise = self._normal(tuple(ops.shape(psi)[:-1]) + (width,), self.compute_dtype)
         # A n = (A n + b) - (A 0 + b), for any affine projection.
         shift = affine(noise) - affine(ops.zeros((1, width), dtype=self.compute_dtype))
         return ops.cast(shift, psi.dtype)

@@ -29,10 +29,11 @@ class TransformerBlock(keras.layers.Layer):
     and `keras.ops.dot_product_attention`. Padded tokens (`padding_mask` False) are
     never attended to; their own outputs are meaningless and are zeroed. On eager torch
     the same math runs as plain torch functions (`backend_adapter.run_eager_torch_block`).
-    LayerNorm eps 1e-6, exact GELU, MLP ratio 4 by default. Kernels are drawn from N(0, 0.02), biases
-    0; `output_kernel_scale` multiplies the std of the attention-output and second MLP
-    kernels (the reference's `1 / sqrt(2 l)` depth rescaling, off by default because the
-    official training scripts re-initialise every linear layer and undo it).
+    LayerNorm eps 1e-6, exact GELU, MLP ratio 4 by default. Kernels are drawn from
+    N(0, 0.02), biases 0; `output_kernel_scale` multiplies the std of the attention-output
+    and second MLP kernels (the reference's `1 / sqrt(2 l)` depth rescaling, off by
+    default because the official training scripts re-initialise every linear layer and
+    undo it).
 
     Args:
         hidden_dim: int. Token width.
