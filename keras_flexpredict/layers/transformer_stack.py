@@ -134,8 +134,22 @@ def _block_function(weights, tokens, mask, batch, length, num_heads, epsilon):
     qkv = ops.reshape(dense(norm(tokens, "norm1"), "qkv"), (batch, length, 3, num_heads, width // num_heads))
     attended = ops.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], mask=mask)
     x = tokens + dense(ops.reshape(attended, (batch * length, width)), "attention_output")
-    hidden = keras.activations.gelu(dense(norm(x, "norm2"), "mlp_hidden"))
+    hidden = _exact_gelu(dense(norm(x, "norm2"), "mlp_hidden"))
     return x + dense(hidden, "mlp_output")
+
+
+def _exact_gelu(x):
+    """Exact GELU as torch's `nn.GELU()` writes it, `x / 2 * (1 + erf(x / sqrt(2)))`.
+
+    The same function as `keras.activations.gelu(x)` (within 1.3e-6 in float32), but JAX
+    writes that one with `erfc`, which XLA:CPU lowers to a longer chain (an `exp`, a
+    division and branch selects) in the forward pass and again in the rematerialised
+    backward: this form made the JAX ViT-Tiny train step 2-6% faster on 2 CPU cores.
+    """
+    return ops.multiply(ops.multiply(x, 0.5), ops.add(ops.erf(ops.multiply(x, _SQRT_HALF)), 1.0))
+
+
+_SQRT_HALF = 0.7071067811865476
 
 
 def _functional_blocks(blocks, tokens, padding_mask, last_n, scan):

@@ -1,8 +1,11 @@
+import math
 import os
 
 import h5py
+import keras
 import numpy as np
 
+from keras_flexpredict.layers.transformer_stack import _exact_gelu
 from keras_flexpredict.layers.transformer_stack import build_transformer_stack
 from keras_flexpredict.layers.transformer_stack import run_blocks
 from keras_flexpredict.layers.transformer_stack import transformer_stack
@@ -38,6 +41,20 @@ class TransformerStackTest(TestCase):
         got = run_blocks(blocks, x, last_n=2)
         self.assertLen(got, 2)
         self.assertAllClose(got, every[1:], atol=1e-6)
+
+    def test_exact_gelu__equals_keras_gelu_and_its_gradient(self):
+        # The stack's GELU (the erf form, as torch writes it) is the layers' GELU.
+        x = np.linspace(-10.0, 10.0, 2001).astype("float32")
+        self.assertAllClose(_exact_gelu(x), keras.activations.gelu(x), atol=2e-6, rtol=0)
+        erf = np.vectorize(math.erf)
+        want = 0.5 * x * (1.0 + erf(x.astype("float64") / math.sqrt(2.0)))
+        self.assertAllClose(_exact_gelu(x), want, atol=2e-6, rtol=1e-6)
+        if keras.backend.backend() == "jax":
+            import jax
+
+            grad = jax.vmap(jax.grad(_exact_gelu))(x)
+            want_grad = jax.vmap(jax.grad(lambda v: keras.activations.gelu(v)))(x)
+            self.assertAllClose(grad, want_grad, atol=2e-6, rtol=0)
 
     def test_owners__weight_paths_and_weights_file_layout_unchanged(self):
         # The stack is no layer of its own: the owner's paths and `.weights.h5` groups
