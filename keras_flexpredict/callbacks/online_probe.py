@@ -9,6 +9,7 @@ import numpy as np
 from keras_flexpredict.callbacks._epoch_schedule import EpochSchedule
 from keras_flexpredict.evaluation.feature_extraction import extract_features_of_splits
 from keras_flexpredict.evaluation.knn import knn_classifier
+from keras_flexpredict.evaluation.principal_components import remove_top_principal_components
 from keras_flexpredict.evaluation.logistic_regression import logistic_regression_probe
 from keras_flexpredict.utils.validation import check_int
 
@@ -69,6 +70,10 @@ class OnlineProbe(keras.callbacks.Callback):
         l2_strengths: its `l2_strengths`. Defaults to `None` (the protocol's).
         max_iter: its `max_iter`. Defaults to 1000.
         knn_k: int or None. Also a cosine kNN probe with this `k`. Defaults to None.
+        knn_removed_components: int >= 0. The kNN runs on the features without their
+            this many largest principal directions (`kfp.evaluation.
+            remove_top_principal_components`, fitted on the training split), as the
+            demo's kNN does with 8. Defaults to 0 (the raw features).
         batch_size: int. Images per encoder call for array inputs. Defaults to 256.
         seed: int. Seed of the strength search's held-out split. Defaults to 0.
 
@@ -99,10 +104,12 @@ class OnlineProbe(keras.callbacks.Callback):
         knn_k=None,
         batch_size=256,
         seed=0,
+        knn_removed_components=0,
     ):
         super().__init__()
         every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1)
         knn_k = check_int("knn_k", knn_k, minimum=1, allow_none=True)
+        knn_removed_components = check_int("knn_removed_components", knn_removed_components, minimum=0)
         batch_size = check_int("batch_size", batch_size, minimum=1)
         self.train_batches, self.train_labels = _as_split(train_data, "train_data", batch_size)
         self.test_batches, self.test_labels = _as_split(test_data, "test_data", batch_size)
@@ -121,6 +128,7 @@ class OnlineProbe(keras.callbacks.Callback):
         self.l2_strengths = l2_strengths
         self.max_iter = max_iter
         self.knn_k = None if knn_k is None else int(knn_k)
+        self.knn_removed_components = knn_removed_components
         self.seed = int(seed)
 
     def evaluate(self, encoder):
@@ -134,6 +142,10 @@ class OnlineProbe(keras.callbacks.Callback):
             k: (y_train, y_test) if k == "" else (self.train_labels[k], self.test_labels[k]) for k in self.label_names
         }
         logs = {}
+        if self.knn_k is not None and self.knn_removed_components:
+            knn_train, knn_test = remove_top_principal_components(x_train, x_test, self.knn_removed_components)
+        else:
+            knn_train, knn_test = x_train, x_test
         for key, (train_y, test_y) in labels.items():
             name = f"probe_{key}_" if key else "probe_"
             result = logistic_regression_probe(
@@ -142,7 +154,7 @@ class OnlineProbe(keras.callbacks.Callback):
             )
             logs[name + "logreg"] = result["top1"]
             if self.knn_k is not None:
-                logs[name + "knn"] = knn_classifier(x_train, train_y, x_test, test_y, k=self.knn_k)["top1"]
+                logs[name + "knn"] = knn_classifier(knn_train, train_y, knn_test, test_y, k=self.knn_k)["top1"]
         logs["probe_time_s"] = time.perf_counter() - start
         return logs
 

@@ -5,6 +5,7 @@ import keras_flexpredict as kfp
 from keras_flexpredict.evaluation import extract_features_of_splits
 from keras_flexpredict.evaluation import knn_classifier
 from keras_flexpredict.evaluation import logistic_regression_probe
+from keras_flexpredict.evaluation import remove_top_principal_components
 from keras_flexpredict.testing import TestCase
 from keras_flexpredict.testing.tiny_models import structured_images
 from keras_flexpredict.testing.tiny_models import tiny_flexpredict
@@ -39,6 +40,19 @@ class OnlineProbeTest(TestCase):
             self.assertEqual(history.history[f"probe_{key}_logreg"][-1], logreg["top1"])
             self.assertEqual(history.history[f"probe_{key}_knn"][-1], knn["top1"])
 
+    def test_evaluate__knn_past_top_principal_directions_equals_offline(self):
+        images = structured_images(40, seed=3)
+        labels = np.arange(40) % 2
+        train, test = (images[:28], labels[:28]), (images[28:], labels[28:])
+        encoder = tiny_flexpredict().target_encoder
+        values = kfp.callbacks.OnlineProbe(
+            train, test, l2_strengths=(1e-2,), knn_k=5, knn_removed_components=3, batch_size=8
+        ).evaluate(encoder)
+        batches = [[(x[i : i + 8], y[i : i + 8]) for i in range(0, len(x), 8)] for x, y in (train, test)]
+        (x_train, _), (x_test, _) = extract_features_of_splits(encoder, batches, verbose=0)
+        knn_train, knn_test = remove_top_principal_components(x_train, x_test, 3)
+        self.assertEqual(values["probe_knn"], knn_classifier(knn_train, train[1], knn_test, test[1], k=5)["top1"])
+
     def test_evaluate__dataset_of_batches_and_plain_labels(self):
         images = structured_images(24, seed=2)
         labels = (images.mean(axis=(1, 2, 3)) > np.median(images.mean(axis=(1, 2, 3)))).astype("int64")
@@ -55,6 +69,8 @@ class OnlineProbeTest(TestCase):
             kfp.callbacks.OnlineProbe(split, split, every_n_epochs=0)
         with self.assertRaisesRegex(ValueError, "knn_k=0"):
             kfp.callbacks.OnlineProbe(split, split, knn_k=0)
+        with self.assertRaisesRegex(ValueError, "knn_removed_components=-1"):
+            kfp.callbacks.OnlineProbe(split, split, knn_k=2, knn_removed_components=-1)
         with self.assertRaisesRegex(ValueError, r"shape=\(3,\)"):
             kfp.callbacks.OnlineProbe((images, np.arange(3)), split)
         with self.assertRaisesRegex(ValueError, "test_data=None"):
