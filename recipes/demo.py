@@ -234,6 +234,13 @@ def run_demo(output_dir="demo_output", overrides=(), num_probe_train=2000, num_p
             recipe, list(overrides) + [f"train.output_dir={json.dumps(run_dir)}", f"train.verbose={verbose}"]
         )
         configs[key] = (config, name)
+    width = configs["stop"][0]["model"]["encoder"]["hidden_dim"]
+    if min(width, num_probe_train) - 1 < KNN_REMOVED_COMPONENTS:
+        raise ValueError(
+            f"The kNN probe removes {KNN_REMOVED_COMPONENTS} principal directions of the features, so "
+            f"the encoder width and num_probe_train must both exceed {KNN_REMOVED_COMPONENTS}. "
+            f"Received: model.encoder.hidden_dim={width}, num_probe_train={num_probe_train}"
+        )
     print(f"Demo on the {keras.backend.backend()} backend; results go to {output_dir}/", flush=True)
 
     summaries, times = {}, {}

@@ -9,8 +9,8 @@ import numpy as np
 from keras_flexpredict.callbacks._epoch_schedule import EpochSchedule
 from keras_flexpredict.evaluation.feature_extraction import extract_features_of_splits
 from keras_flexpredict.evaluation.knn import knn_classifier
-from keras_flexpredict.evaluation.principal_components import remove_top_principal_components
 from keras_flexpredict.evaluation.logistic_regression import logistic_regression_probe
+from keras_flexpredict.evaluation.principal_components import remove_top_principal_components
 from keras_flexpredict.utils.validation import check_int
 
 
