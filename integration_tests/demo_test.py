@@ -44,3 +44,11 @@ class DemoTest(TestCase):
         for method in ("stop", "ijepa"):
             self.assertTrue(os.path.isfile(os.path.join(out, "runs", method, "target_encoder.keras")))
         self.assertEqual([f for f in os.listdir(out) if f.startswith(".")], [])
+
+    def test_demo__too_narrow_for_the_knn_probe_refused_before_training(self):
+        out = os.path.join(self.get_temp_dir(), "demo_output")
+        with self.assertRaisesRegex(ValueError, "model.encoder.hidden_dim=8"):
+            demo.run_demo(output_dir=out, overrides=["model.encoder.hidden_dim=8"], verbose=0)
+        with self.assertRaisesRegex(ValueError, "num_probe_train=8"):
+            demo.run_demo(output_dir=out, num_probe_train=8, verbose=0)
+        self.assertFalse(os.path.exists(os.path.join(out, "runs")))
