@@ -160,6 +160,17 @@ class OnlineProbe(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._schedule.start()
+        if self.knn_k is not None and self.knn_removed_components:
+            # Refused now, not after the first epoch: the features are (N_train, width).
+            width = getattr(getattr(self.model, "target_encoder", None), "hidden_dim", None)
+            num_train = len(next(iter(self.train_labels.values()))) if self.train_labels else None
+            sizes = [v for v in (width, num_train) if v is not None]
+            if sizes and min(sizes) - 1 < self.knn_removed_components:
+                raise ValueError(
+                    "`knn_removed_components` must leave at least one feature direction: at most "
+                    f"min(encoder width, training examples) - 1 = {min(sizes) - 1} (width {width}, "
+                    f"{num_train} training examples). Received: knn_removed_components={self.knn_removed_components}"
+                )
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._schedule.due(epoch):

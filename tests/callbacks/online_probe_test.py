@@ -53,6 +53,17 @@ class OnlineProbeTest(TestCase):
         knn_train, knn_test = remove_top_principal_components(x_train, x_test, 3)
         self.assertEqual(values["probe_knn"], knn_classifier(knn_train, train[1], knn_test, test[1], k=5)["top1"])
 
+    def test_fit__too_many_removed_components_refused_before_the_first_epoch(self):
+        images = structured_images(16, seed=4)
+        split = (images, np.arange(16) % 2)
+        model = tiny_flexpredict()
+        model.compile(optimizer="adamw", run_eagerly=keras.backend.backend() != "jax")
+        width = model.target_encoder.hidden_dim
+        probe = kfp.callbacks.OnlineProbe(split, split, knn_k=2, knn_removed_components=width)
+        with self.assertRaisesRegex(ValueError, f"knn_removed_components={width}"):
+            model.fit(images, batch_size=8, epochs=1, verbose=0, callbacks=[probe])
+        self.assertEqual(int(model.optimizer.iterations.numpy()), 0)
+
     def test_evaluate__dataset_of_batches_and_plain_labels(self):
         images = structured_images(24, seed=2)
         labels = (images.mean(axis=(1, 2, 3)) > np.median(images.mean(axis=(1, 2, 3)))).astype("int64")
