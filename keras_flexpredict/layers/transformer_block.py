@@ -114,8 +114,11 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_output.build((None, None, int(d * self.mlp_ratio)))
 
     def call(self, tokens, padding_mask=None, zero_padding=True):
-        if backend_adapter.block_stack_mode((self,), tokens) == "eager_torch":
+        mode = backend_adapter.block_stack_mode((self,), tokens)
+        if mode == "eager_torch":
             return backend_adapter.run_eager_torch_block(self, tokens, padding_mask, zero_padding)
+        if mode == "tf_fused":
+            return backend_adapter.run_tf_fused_block(self, tokens, padding_mask, zero_padding)
         b, n = ops.shape(tokens)[0], ops.shape(tokens)[1]
         head_dim = self.hidden_dim // self.num_heads
         qkv = self.qkv(self.norm1(tokens))

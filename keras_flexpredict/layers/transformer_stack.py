@@ -77,7 +77,8 @@ def run_blocks(blocks, tokens, padding_mask=None, last_n=1):
     block_stack_mode` chooses how it runs: plain torch functions on eager torch, one
     rematerialised `keras.ops.scan` over the stacked weights on JAX (the blocks one by
     one as functions of their weights on 2-D tokens under a weight-sharding
-    distribution), each block's Keras call otherwise (TensorFlow included).
+    distribution), each block's Keras call otherwise (on TensorFlow in float32 with
+    its LayerNorms and GELU fused by XLA).
     """
     mode = backend_adapter.block_stack_mode(blocks, tokens)
     if mode in ("scan", "flat"):

@@ -213,8 +213,9 @@ class FlexPredict(keras.Model):
             # The one side effect, in training only: the teacher first takes the EMA
             # update owed for the last optimiser update (see `update_target_encoder`).
             self.update_target_encoder()
-        # Eager torch drops the padding slots no image uses (the work of the official
-        # code's variable-length masks); compiled backends keep the static slots.
+        # Eager torch and TF graphs without XLA drop the padding slots no image uses
+        # (the work of the official code's variable-length masks); XLA keeps the static
+        # slots.
         masks = trim_padding(self.draw_masks(images))
         targets = target_features(self.target_encoder, images, masks["target_indices"])
         context = self.encoder(

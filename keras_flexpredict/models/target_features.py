@@ -23,7 +23,7 @@ def gather_blocks(tokens, target_indices):
     """The tokens of every target block: `(B, N, D)` and int `(B, M, Kt)` indices to
     `(B, M, Kt, D)`."""
     b = ops.shape(tokens)[0]
-    _, m, kt = target_indices.shape
+    m, kt = ops.shape(target_indices)[1], ops.shape(target_indices)[2]
     idx = ops.reshape(ops.cast(target_indices, "int32"), (b, m * kt, 1))
     return ops.reshape(ops.take_along_axis(tokens, idx, axis=1), (b, m, kt, -1))
 

@@ -37,8 +37,8 @@ def shapes_may_vary(tensor):
     """True where `tensor` is concrete and ops run one by one (the torch backend
     outside `torch.compile`, not a symbolic or meta-device trace): there a step may
     take the shapes of its own masks, at the cost of one host read per step. Compiled
-    programs (JAX jit, tf.function, XLA, torch.compile) keep static shapes, so they
-    compile once."""
+    programs (JAX jit, XLA, torch.compile) keep static shapes, so they compile once;
+    TensorFlow graphs without XLA are `graph_shapes_may_vary`."""
     if _backend() != "torch":
         return False
     import torch
@@ -48,6 +48,27 @@ def shapes_may_vary(tensor):
         and tensor.device.type != "meta"
         and not torch.compiler.is_compiling()
     )
+
+
+def graph_shapes_may_vary(tensor):
+    """True where `tensor` is a TensorFlow tensor outside XLA (eager, or a `tf.function`
+    without `jit_compile`, as Keras runs TF steps on CPU): TF's kernels take any shape,
+    so a step may slice to lengths it computes itself, with no host read and no
+    retracing. False under XLA (`jit_compile=True`, TPUs), where shapes must be static,
+    and on the other backends."""
+    if _backend() != "tensorflow" or isinstance(tensor, keras.KerasTensor):
+        return False
+    import tensorflow as tf
+
+    if not tf.is_tensor(tensor):
+        return False
+    if tf.executing_eagerly():
+        return True
+    # TensorFlow's own test of "inside an XLA cluster" (what tf.function(jit_compile=True)
+    # and TPU replication set); it has no public equivalent.
+    from tensorflow.python.ops import control_flow_util
+
+    return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 # ---------------------------------------------------- transformer stacks
@@ -67,10 +88,14 @@ def block_stack_mode(blocks, tokens):
     - `"flat"`: JAX under a distribution that shards weights: the blocks as functions
       of their weights, one after the other, with 2-D matmuls (XLA:CPU ran the MLP's
       3-D matmuls and their gradients 2.3x slower).
-    - `"layers"`: each block's own Keras call: TensorFlow (which runs Keras's steps
-      without XLA on CPU; the 2-D form measured no faster there), symbolic tensors,
-      `torch.compile`, and blocks that are not plain (`TransformerBlock.has_plain_parts`:
-      LoRA, quantisation, `keras.RematScope`).
+    - `"tf_fused"`: TensorFlow in float32: each block's Keras call, whose LayerNorms and
+      GELU run as small XLA-compiled forward and backward functions
+      (`run_tf_fused_block`); Keras runs TF steps without XLA on CPU, where TF otherwise
+      runs every elementwise op of their gradients as its own kernel. (The 2-D form of
+      `"flat"` measured no faster on TF.)
+    - `"layers"`: each block's own Keras call: TensorFlow in other precisions, symbolic
+      tensors, `torch.compile`, and blocks that are not plain
+      (`TransformerBlock.has_plain_parts`: LoRA, quantisation, `keras.RematScope`).
 
     Measured on a 2-core CPU, six predictor blocks (32 x 114 tokens, width 384)
     forward and backward on JAX: 2.75 s and 1.58 GB as layers, 1.68 s and 1.14 GB as a
@@ -82,12 +107,26 @@ def block_stack_mode(blocks, tokens):
     backend = _backend()
     if backend == "torch":
         return "eager_torch" if shapes_may_vary(tokens) else "layers"
+    if backend == "tensorflow":
+        float32 = keras.backend.standardize_dtype(tokens.dtype) == "float32" and all(
+            block.compute_dtype == "float32" and block.variable_dtype == "float32" for block in blocks
+        )
+        return "tf_fused" if float32 else "layers"
     if backend != "jax":
         return "layers"
     current = keras.distribution.distribution()
     if len(blocks) > 1 and (current is None or isinstance(current, keras.distribution.DataParallel)):
         return "scan"
     return "flat"
+
+
+def run_tf_fused_block(block, tokens, padding_mask=None, zero_padding=True):
+    """`block.call(tokens, padding_mask, zero_padding)` on TensorFlow with each
+    LayerNorm and the GELU as small XLA-compiled forward and backward functions (see
+    `block_stack_mode` for where it applies)."""
+    from keras_flexpredict.utils import _tf_block
+
+    return _tf_block.forward(block, tokens, padding_mask, zero_padding)
 
 
 def scan_step(step):

@@ -2,9 +2,20 @@
 
 from keras import ops
 
+from keras_flexpredict.utils.backend_adapter import graph_shapes_may_vary
 from keras_flexpredict.utils.backend_adapter import shapes_may_vary
 
-__all__ = ["shapes_may_vary", "trim_padding"]
+__all__ = ["GRAPH_LENGTH_MULTIPLE", "graph_shapes_may_vary", "shapes_may_vary", "trim_padding"]
+
+# In a TensorFlow graph the cut lengths are rounded up to a multiple of this, so a run
+# sees a handful of shapes: each new one costs the XLA-fused LayerNorm and GELU of
+# `backend_adapter.run_tf_fused_block` a compilation and oneDNN a new matmul primitive.
+GRAPH_LENGTH_MULTIPLE = 8
+
+
+def _round_up(length, multiple, limit):
+    rounded = ((length + multiple - 1) // multiple) * multiple
+    return rounded if limit is None else ops.minimum(rounded, limit)
 
 
 def trim_padding(masks):
@@ -12,9 +23,12 @@ def trim_padding(masks):
 
     The maskers put every real token before the padding (`MultiBlockMasker`: sorted
     indices, then padding), so slicing each slot axis to the batch's longest mask keeps
-    every real token and drops only work on padding. Shapes then follow the masks,
-    so this is applied only where `shapes_may_vary`; elsewhere `masks` come back as
-    they are.
+    every real token and drops only work on padding. Shapes then follow the masks, so
+    this applies only where they may: on eager torch (`shapes_may_vary`) the slots are
+    cut to the longest mask, read once on the host; in a TensorFlow graph without XLA
+    (`graph_shapes_may_vary`) to the longest mask rounded up to a multiple of
+    `GRAPH_LENGTH_MULTIPLE` (at most the static slot count), computed in the graph.
+    Elsewhere `masks` come back as they are.
 
     Args:
         masks: dict with `context_indices`, `context_mask` `(B, Kc)` and
@@ -23,15 +37,23 @@ def trim_padding(masks):
     Returns:
         The same dict with `Kc`, `Kt` cut to the longest real mask of the batch.
     """
-    if not shapes_may_vary(masks["context_mask"]):
+    context = masks["context_mask"]
+    if shapes_may_vary(context):
+        lengths = ops.stack([_longest(context), _longest(masks["target_mask"])])
+        # One host read for both lengths.
+        kc, kt = (int(v) for v in ops.convert_to_numpy(lengths))
+    elif graph_shapes_may_vary(context):
+        kc = _round_up(_longest(context), GRAPH_LENGTH_MULTIPLE, context.shape[-1])
+        kt = _round_up(_longest(masks["target_mask"]), GRAPH_LENGTH_MULTIPLE, masks["target_mask"].shape[-1])
+    else:
         return masks
-    context = ops.sum(ops.cast(masks["context_mask"], "int32"), axis=-1)
-    targets = ops.sum(ops.cast(masks["target_mask"], "int32"), axis=-1)
-    # One host read for both lengths.
-    kc, kt = (int(v) for v in ops.convert_to_numpy(ops.stack([ops.max(context), ops.max(targets)])))
     return {
         "context_indices": masks["context_indices"][:, :kc],
-        "context_mask": masks["context_mask"][:, :kc],
+        "context_mask": context[:, :kc],
         "target_indices": masks["target_indices"][:, :, :kt],
         "target_mask": masks["target_mask"][:, :, :kt],
     }
+
+
+def _longest(mask):
+    return ops.max(ops.sum(ops.cast(mask, "int32"), axis=-1))

@@ -14,7 +14,7 @@ from keras_flexpredict.testing import TestCase
 from keras_flexpredict.utils import backend_adapter
 from transformer_block_test import randomize_weights
 
-EXPECTED_MODE = {"jax": "scan", "tensorflow": "layers", "torch": "eager_torch"}
+EXPECTED_MODE = {"jax": "scan", "tensorflow": "tf_fused", "torch": "eager_torch"}
 
 
 def _stack(depth=3, dtype=None):
@@ -86,7 +86,7 @@ class BlockStackModeTest(TestCase):
     def test_modes__equal_the_layers_outputs_and_gradients(self):
         blocks = _stack()
         x, mask = _inputs()
-        modes = {"jax": ["scan", "flat"], "tensorflow": [], "torch": ["eager_torch"]}[keras.backend.backend()]
+        modes = {"jax": ["scan", "flat"], "tensorflow": ["tf_fused"], "torch": ["eager_torch"]}[keras.backend.backend()]
         for last_n in (1, 2):
             want_outs, want_grads = _loss_and_grads(blocks, x, mask, "layers", last_n)
             self.assertGreater(max(np.abs(g).max() for g in want_grads[1:]), 1e-3)

@@ -313,24 +313,43 @@ class PaddingSlotsTest(TestCase):
         self.assertEqual(np.abs(full_ctx[~masks["context_mask"]]).sum(), 0.0)
         self.assertEqual(np.abs(full_pred[~masks["target_mask"]]).sum(), 0.0)
 
-    def test_trim_padding__cuts_to_the_longest_mask_only_on_eager_torch(self):
+    def test_trim_padding__cuts_to_the_longest_mask_on_eager_torch_and_tf_graphs(self):
+        from keras_flexpredict.utils.padding import GRAPH_LENGTH_MULTIPLE
         from keras_flexpredict.utils.padding import trim_padding
 
-        masker = kfp.layers.MultiBlockMasker(grid_size=(8, 8), min_keep=4, seed=0)
+        masker = kfp.layers.MultiBlockMasker(grid_size=(14, 14), min_keep=4, seed=0)
         masks = masker(6)
         trimmed = to_numpy(trim_padding(masks))
         masks = to_numpy(masks)
-        if self.backend != "torch":  # compiled backends keep their static shapes
+        if self.backend == "jax":  # compiled: static shapes
             for key in masks:
                 np.testing.assert_array_equal(trimmed[key], masks[key])
             return
         kc = masks["context_mask"].sum(-1).max()
         kt = masks["target_mask"].sum(-1).max()
+        if self.backend == "tensorflow":  # rounded up, at most the static slots
+            kc = min(-(-kc // GRAPH_LENGTH_MULTIPLE) * GRAPH_LENGTH_MULTIPLE, masks["context_mask"].shape[-1])
+            kt = min(-(-kt // GRAPH_LENGTH_MULTIPLE) * GRAPH_LENGTH_MULTIPLE, masks["target_mask"].shape[-1])
+        self.assertLess(kt, masks["target_mask"].shape[-1])  # something was cut
         self.assertEqual(trimmed["context_indices"].shape, (6, kc))
         self.assertEqual(trimmed["target_mask"].shape, (6, 4, kt))
         self.assertEqual(trimmed["context_mask"].sum(), masks["context_mask"].sum())
         self.assertEqual(trimmed["target_mask"].sum(), masks["target_mask"].sum())
         np.testing.assert_array_equal(trimmed["context_indices"], masks["context_indices"][:, :kc])
+
+    def test_trim_padding__in_a_tf_graph_only_outside_xla(self):
+        if self.backend != "tensorflow":
+            self.skipTest("TensorFlow graphs only")
+        import tensorflow as tf
+
+        from keras_flexpredict.utils.padding import trim_padding
+
+        masks = kfp.layers.MultiBlockMasker(grid_size=(14, 14), min_keep=4, seed=0)(6)
+        static = masks["target_indices"].shape[-1]
+        graph = tf.function(lambda m: trim_padding(m)["target_indices"])
+        xla = tf.function(lambda m: trim_padding(m)["target_indices"], jit_compile=True)
+        self.assertLess(graph(masks).shape[-1], static)
+        self.assertEqual(xla(masks).shape[-1], static)
 
     def test_draw_masks__override_supplies_the_step_masks(self):
         fixed = to_numpy(kfp.layers.MultiBlockMasker(grid_size=(8, 8), min_keep=4, seed=3)(4))
@@ -343,4 +362,7 @@ class PaddingSlotsTest(TestCase):
         clone = FixedMasks.from_config(model.get_config())
         out = to_numpy(clone(structured_images(4), training=False))
         kt = fixed["target_mask"].sum(-1).max() if self.backend == "torch" else fixed["target_mask"].shape[-1]
+        if self.backend == "tensorflow":
+            kt = out["target_mask"].shape[-1]  # cut to a multiple of 8 (`trim_padding`)
+            self.assertGreaterEqual(kt, fixed["target_mask"].sum(-1).max())
         np.testing.assert_array_equal(out["target_mask"], fixed["target_mask"][:, :, :kt])

@@ -101,3 +101,17 @@ class BackendAdapterTest(TestCase):
         tensor = keras.ops.zeros((2,))
         self.assertEqual(backend_adapter.shapes_may_vary(tensor), keras.backend.backend() == "torch")
         self.assertFalse(backend_adapter.shapes_may_vary(np.zeros((2,))))
+
+    def test_graph_shapes_may_vary__only_tensorflow_outside_xla(self):
+        tensor = keras.ops.zeros((2,))
+        on_tf = keras.backend.backend() == "tensorflow"
+        self.assertEqual(backend_adapter.graph_shapes_may_vary(tensor), on_tf)
+        self.assertFalse(backend_adapter.graph_shapes_may_vary(np.zeros((2,))))
+        self.assertFalse(backend_adapter.graph_shapes_may_vary(keras.KerasTensor((None, 2))))
+        if on_tf:
+            import tensorflow as tf
+
+            for jit_compile, want in ((False, True), (True, False)):
+                seen = []
+                tf.function(lambda x: seen.append(backend_adapter.graph_shapes_may_vary(x)) or x, jit_compile=jit_compile)(tensor)
+                self.assertEqual(seen, [want])
