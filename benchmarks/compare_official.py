@@ -14,6 +14,12 @@ collator's statistics, truncated per batch as the official per-process batch is;
 `default`: the library's flaw-free masks). Each cell runs in its own process (peak RSS is
 per cell); rounds interleave the cells so drift of the machine hits all alike.
 
+Every implementation first runs `--warmup` steps (default 10), then `--steps` timed ones
+(default 8). The warm-up is long enough for the shapes a step meets to have been seen:
+TensorFlow cuts each step to its masks' lengths (rounded up to multiples of 8) and
+compiles its fused LayerNorm and GELU once per new length, a one-off cost of a run's first
+steps, like JAX's first-step compilation, which the table reports apart.
+
 Reported per cell: median step time after warm-up, images/s, ratio to the official
 step of the same round, model FLOPs per step on real tokens (target encoder forward,
 context encoder and predictor forward + backward; the same definition as the official
@@ -406,7 +412,7 @@ def main():
     )
     parser.add_argument("--backends", default="torch,jax,tensorflow")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument(
         "--torch-only-python",

@@ -11,7 +11,10 @@ StoP noise and the data order; StoP and I-JEPA of one seed start from the same
 encoder weights and see the same images), then probes its target encoder on held-out
 labelled procedural images (the same images for every cell): logistic regression
 (`protocol="search"`) and cosine kNN (k=20) on the `shape`, `count` and `position`
-labels, plus the random initial encoder of every seed as a floor. A cell's result is
+labels, plus the random initial encoder of every seed as a floor. As in `recipes.demo`,
+the kNN reads the features without their `--knn_removed_components` (default 8)
+largest principal directions, fitted on the probe's training split without labels;
+on the raw features it sits at chance for every encoder (docs/diagnostics.md). A cell's result is
 written to `<output_dir>/cells/<variant>__seed<seed>.json` (written whole, then
 renamed), so an interrupted ablation started again skips the finished cells and
 resumes the one it was in (the pretraining run resumes from its last epoch).
@@ -48,6 +51,7 @@ from keras_flexpredict.utils.atomic_write import atomic_write_bytes  # noqa: E40
 from keras_flexpredict.utils.atomic_write import atomic_write_json  # noqa: E402
 from keras_flexpredict.utils.atomic_write import atomic_write_text  # noqa: E402
 from recipes import cli  # noqa: E402
+from recipes.demo import KNN_REMOVED_COMPONENTS  # noqa: E402
 
 # name -> (recipe, overrides, title)
 VARIANTS = {
@@ -83,6 +87,11 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_multi_string("override", [], "section.key=value applied to every variant.", flag_values=fv)
     flags.DEFINE_integer("num_probe_train", 2000, "Labelled images the probes train on.", flag_values=fv)
     flags.DEFINE_integer("num_probe_test", 1000, "Held-out labelled images the probes score.", flag_values=fv)
+    flags.DEFINE_integer(
+        "knn_removed_components", KNN_REMOVED_COMPONENTS,
+        "Largest principal directions of the features removed before the kNN probe (0: raw features).",
+        flag_values=fv,
+    )
     flags.DEFINE_integer("verbose", 0, "Progress output of each pretraining run (0, 1 or 2).", flag_values=fv)
 
 
@@ -133,8 +142,11 @@ def _probe(encoder, probe):
 
 
 def run_ablation(output_dir="ablation_output", variants=("stop", "ijepa"), seeds=(0, 1, 2), overrides=(),
-                 num_probe_train=2000, num_probe_test=1000, verbose=0):
-    """Runs (or resumes) the ablation; returns the summary dict (also written)."""
+                 num_probe_train=2000, num_probe_test=1000, verbose=0, knn_removed_components=KNN_REMOVED_COMPONENTS):
+    """Runs (or resumes) the ablation; returns the summary dict (also written).
+
+    A finished cell probed with another `knn_removed_components` is probed again (its
+    pretraining run is read back, not repeated)."""
     start = time.time()
     variants, seeds = _parse(variants, seeds)
     import keras
@@ -156,9 +168,23 @@ def run_ablation(output_dir="ablation_output", variants=("stop", "ijepa"), seeds
                    "train.checkpoint_every=0"],
             )[0]
     data = configs[variants[0], seeds[0]]["data"]
+    width = min(int(configs[key]["model"]["encoder"]["hidden_dim"]) for key in configs)
+    if (
+        not isinstance(knn_removed_components, int)
+        or knn_removed_components < 0
+        or knn_removed_components >= min(width, num_probe_train)
+    ):
+        raise ValueError(
+            "`knn_removed_components` must be an int >= 0 and below both the encoder width "
+            f"({width}) and num_probe_train ({num_probe_train}). "
+            f"Received: knn_removed_components={knn_removed_components!r}"
+        )
     train = monitoring.procedural_probe_split(data, num_probe_train, PROBE_SEED, PROBE_LABELS)
     test = monitoring.procedural_probe_split(data, num_probe_test, PROBE_SEED + 1, PROBE_LABELS)
-    probe = OnlineProbe(train, test, protocol="search", l2_strengths=L2_STRENGTHS, max_iter=300, knn_k=20)
+    probe = OnlineProbe(
+        train, test, protocol="search", l2_strengths=L2_STRENGTHS, max_iter=300, knn_k=20,
+        knn_removed_components=knn_removed_components,
+    )
     print(
         f"Ablation on the {keras.backend.backend()} backend: {variants} x seeds {seeds}; output: {output_dir}/",
         flush=True,
@@ -170,9 +196,13 @@ def run_ablation(output_dir="ablation_output", variants=("stop", "ijepa"), seeds
             path = os.path.join(output_dir, "cells", f"{variant}__seed{seed}.json")
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as f:
-                    cells[variant, seed] = json.load(f)
-                print(f"  {variant} seed {seed}: done already ({path})", flush=True)
-                continue
+                    cell = json.load(f)
+                # Cells written before the option existed used the raw features.
+                if cell.get("knn_removed_components", 0) == knn_removed_components:
+                    cells[variant, seed] = cell
+                    print(f"  {variant} seed {seed}: done already ({path})", flush=True)
+                    continue
+                print(f"  {variant} seed {seed}: probed with another kNN setting, probing again", flush=True)
             t = time.time()
             keras.backend.clear_session()
             if variant == RANDOM:
@@ -194,7 +224,10 @@ def run_ablation(output_dir="ablation_output", variants=("stop", "ijepa"), seeds
                         if k in log
                     },
                 }
-            cell.update(variant=variant, seed=seed, wall_time_s=round(time.time() - t, 1))
+            cell.update(
+                variant=variant, seed=seed, wall_time_s=round(time.time() - t, 1),
+                knn_removed_components=knn_removed_components,
+            )
             _write_json(path, cell)
             cells[variant, seed] = cell
             print(f"  {variant} seed {seed}: {time.time() - t:.0f} s, " + ", ".join(
@@ -206,6 +239,7 @@ def run_ablation(output_dir="ablation_output", variants=("stop", "ijepa"), seeds
         overrides=list(overrides),
         num_probe_train=num_probe_train,
         num_probe_test=num_probe_test,
+        knn_removed_components=knn_removed_components,
         wall_time_s=round(time.time() - start, 1),
     )
     table = format_table(summary)
@@ -238,8 +272,10 @@ def format_table(summary):
     probes = summary["probes"]
     names = [p[len("probe_"):] for p in probes]
     n = len(summary["seeds"])
+    removed = summary.get("knn_removed_components")
+    knn = "" if not removed else f"; kNN on the features without their {removed} largest principal directions"
     lines = [
-        f"Top-1 (%) over {n} seeds: mean ± std [95% interval of the mean]",
+        f"Top-1 (%) over {n} seeds: mean ± std [95% interval of the mean]{knn}",
         "",
         "| variant | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
@@ -284,7 +320,9 @@ def save_figure(path, summary):
             ax.plot([offset[j]] * len(dots), dots, "k.", markersize=3)
     ax.set_xticks(x, [p[len("probe_"):].replace("_", "\n") for p in probes])
     ax.set_ylabel("top-1 on held-out images (%)")
-    ax.set_title(f"StoP ablation on procedural shapes ({len(summary['seeds'])} seeds; bars: 95% interval)")
+    removed = summary.get("knn_removed_components")
+    knn = f"; kNN: top {removed} principal directions removed" if removed else ""
+    ax.set_title(f"StoP ablation on procedural shapes ({len(summary['seeds'])} seeds; bars: 95% interval{knn})", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -305,6 +343,7 @@ def _main(fv):
         num_probe_train=fv.num_probe_train,
         num_probe_test=fv.num_probe_test,
         verbose=fv.verbose,
+        knn_removed_components=fv.knn_removed_components,
     )
 
 

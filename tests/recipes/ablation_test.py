@@ -65,6 +65,16 @@ class AblationTest(TestCase):
         ):
             again = ablation.run_ablation(**kwargs)
         self.assertEqual(json.dumps(again["stats"]), json.dumps(summary["stats"]))
+        self.assertEqual(cell["knn_removed_components"], ablation.KNN_REMOVED_COMPONENTS)
+        self.assertIn(f"without their {ablation.KNN_REMOVED_COMPONENTS} largest principal directions", table)
+
+        # Another kNN setting: every cell is probed again, no pretraining is repeated.
+        with mock.patch("keras_flexpredict.models.FlexPredict.fit", side_effect=AssertionError("retrained")):
+            raw = ablation.run_ablation(**kwargs, knn_removed_components=0)
+        for key in ("probe_shape_logreg", "probe_count_logreg", "probe_position_logreg"):
+            self.assertEqual(raw["stats"]["stop"][key]["values"], summary["stats"]["stop"][key]["values"])
+        with open(os.path.join(out, "cells", "stop__seed3.json")) as f:
+            self.assertEqual(json.load(f)["knn_removed_components"], 0)
 
     def test_variants__each_builds_the_model_it_names(self):
         from recipes import pretrain
@@ -87,3 +97,5 @@ class AblationTest(TestCase):
             ablation.run_ablation(variants=["stoop"])
         with self.assertRaisesRegex(ValueError, r"seeds=\[0, 0\]"):
             ablation.run_ablation(seeds=[0, 0])
+        with self.assertRaisesRegex(ValueError, "knn_removed_components=16"):
+            ablation.run_ablation(output_dir=self.get_temp_dir(), overrides=MINUSCULE, knn_removed_components=16)
