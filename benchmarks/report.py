@@ -116,9 +116,10 @@ predictor (width 384, depth 6, heads = encoder heads) and masker (4 targets, 14x
 `Kc` = 91, `Kt` = 40 static slots). `stop` = StoP (tied covariance, sigma 0.25), `ijepa` =
 the deterministic baseline, `stop_no_ema` = StoP with the in-step EMA update removed (to
 measure its cost). Train steps run through `model.fit` (JAX: jitted step, the transformer
-stacks as one rematerialised scan; TF: `tf.function`, traced once, with TF's fused
-`ResourceApplyAdam`, which Keras runs without XLA on a CPU-only machine; torch: eager, the
-blocks as plain torch functions and a fused CPU Adam);
+stacks as one rematerialised scan; TF: `tf.function`, traced once, which Keras runs
+without XLA on a CPU-only machine, with TF's fused `ResourceApplyAdam`, each block's
+LayerNorms and GELU as small XLA-compiled functions and the padding slots cut in the
+graph; torch: eager, the blocks as plain torch functions and a fused CPU Adam);
 the step time is the median after the first two steps; the first step includes
 compilation. Software: Keras 3.15.1; CPU: jax/jaxlib 0.10.2, torch
 2.13.0+cpu, TensorFlow 2.21, Python {python}; GPU: jax 0.11.2, torch 2.11.0+cu130 (no
@@ -154,7 +155,9 @@ GPU since.
 (activation checkpointing off) run from its own clone by `../shared/peers`, and ours
 through `model.fit` on each backend, one process per cell, in the same run. Masks
 `official`: ours replays the exact masks of the official run (same work on the same real
-tokens; the compiled backends pad them to static slots). `reference`:
+tokens; JAX pads them to static slots, eager torch cuts each step's slots to its longest
+mask, TensorFlow to its longest mask rounded up to a multiple of 8). Every implementation
+runs 10 warm-up steps before the 8 timed ones. `reference`:
 `MultiBlockMasker(reference=True)` truncated per batch, as the official code at this
 batch. `default`: the library's flaw-free masks. MFU = model FLOPs on real tokens / step
 time / the fp32 matmul peak measured in the same round.
