@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# torch, JAX and TensorFlow take ~4.1 GiB in .venv; pip needs room to unpack on top.
+VENV_MIN_FREE_GIB ?= 5
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: venv torch-only-env test demo benchmark compare growth clean
@@ -13,6 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	@bash scripts/check_disk_space.sh . $(VENV_MIN_FREE_GIB)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
@@ -34,6 +37,7 @@ TORCH_ONLY_VENV ?= .venv-torch-only
 torch-only-env: $(TORCH_ONLY_VENV)/.installed
 
 $(TORCH_ONLY_VENV)/.installed: pyproject.toml requirements/constraints.txt
+	@bash scripts/check_disk_space.sh . 2
 	$(PYTHON) -m venv $(TORCH_ONLY_VENV)
 	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"

@@ -1,5 +1,6 @@
 """`configure(spec)`: one string picks the backend's own distribution engine."""
 
+import atexit
 import os
 import re
 
@@ -183,6 +184,13 @@ def _configure_tensorflow(normalised, name):
 
 
 # ---------------------------------------------------------------------- torch
+def _destroy_process_group_at_exit():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _configure_torch(normalised, name):
     if name == "none":
         return DistributionContext(normalised, "torch")
@@ -200,6 +208,9 @@ def _configure_torch(normalised, name):
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        # The group made here is torn down here: a gloo group left to the interpreter's
+        # shutdown can abort the process (SIGABRT) when a peer has already exited.
+        atexit.register(_destroy_process_group_at_exit)
     world_size, rank = dist.get_world_size(), dist.get_rank()
     return DistributionContext(
         normalised, "torch", num_replicas=world_size, num_processes=world_size, process_index=rank

@@ -4,6 +4,7 @@ one-process reference with the whole global batch.
 Usage: python _torch_worker.py OUT_DIR [--reference]
 """
 
+import atexit
 import os
 import sys
 
@@ -40,6 +41,15 @@ if reference:
     c.write_json(os.path.join(out, "reference.json"), {"losses": record.losses})
     sys.exit(0)
 
+
+def _record_group_state_at_exit():
+    # Registered before configure(), so it runs after configure's own exit hook.
+    import torch.distributed as dist
+
+    c.write_json(os.path.join(out, f"exit_{rank}.json"), {"initialized": dist.is_initialized()})
+
+
+atexit.register(_record_group_state_at_exit)
 context = kd.configure("ddp")
 rank = context.process_index
 # Rank 1 starts from DIFFERENT weights: the broadcast from rank 0 at the start of fit
@@ -69,4 +79,7 @@ try:
 except RuntimeError:
     results["drift_detected"] = True
 c.write_json(os.path.join(out, f"done_{rank}.json"), results)
+# Neither rank starts tearing the group down (configure's exit hook) while the other
+# still communicates.
+kd.barrier()
 print("worker done", flush=True)
