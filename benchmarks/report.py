@@ -156,8 +156,8 @@ GPU since.
 through `model.fit` on each backend, one process per cell, in the same run. Masks
 `official`: ours replays the exact masks of the official run (same work on the same real
 tokens; JAX pads them to static slots, eager torch cuts each step's slots to its longest
-mask, TensorFlow to its longest mask rounded up to a multiple of 8). Every implementation
-runs 10 warm-up steps before the 8 timed ones. `reference`:
+mask, TensorFlow to its longest mask rounded up to a multiple of an eighth of the slots).
+Every implementation runs 10 warm-up steps before the 8 timed ones. `reference`:
 `MultiBlockMasker(reference=True)` truncated per batch, as the official code at this
 batch. `default`: the library's flaw-free masks. MFU = model FLOPs on real tokens / step
 time / the fp32 matmul peak measured in the same round.

@@ -314,7 +314,7 @@ class PaddingSlotsTest(TestCase):
         self.assertEqual(np.abs(full_pred[~masks["target_mask"]]).sum(), 0.0)
 
     def test_trim_padding__cuts_to_the_longest_mask_on_eager_torch_and_tf_graphs(self):
-        from keras_flexpredict.utils.padding import GRAPH_LENGTH_MULTIPLE
+        from keras_flexpredict.utils.padding import graph_length_multiple
         from keras_flexpredict.utils.padding import trim_padding
 
         masker = kfp.layers.MultiBlockMasker(grid_size=(14, 14), min_keep=4, seed=0)
@@ -328,8 +328,11 @@ class PaddingSlotsTest(TestCase):
         kc = masks["context_mask"].sum(-1).max()
         kt = masks["target_mask"].sum(-1).max()
         if self.backend == "tensorflow":  # rounded up, at most the static slots
-            kc = min(-(-kc // GRAPH_LENGTH_MULTIPLE) * GRAPH_LENGTH_MULTIPLE, masks["context_mask"].shape[-1])
-            kt = min(-(-kt // GRAPH_LENGTH_MULTIPLE) * GRAPH_LENGTH_MULTIPLE, masks["target_mask"].shape[-1])
+            slots_c, slots_t = masks["context_mask"].shape[-1], masks["target_mask"].shape[-1]
+            step_c, step_t = graph_length_multiple(slots_c), graph_length_multiple(slots_t)
+            self.assertLess(1, step_c)  # the rounding is exercised
+            kc = min(-(-kc // step_c) * step_c, slots_c)
+            kt = min(-(-kt // step_t) * step_t, slots_t)
         self.assertLess(kt, masks["target_mask"].shape[-1])  # something was cut
         self.assertEqual(trimmed["context_indices"].shape, (6, kc))
         self.assertEqual(trimmed["target_mask"].shape, (6, 4, kt))
@@ -363,6 +366,6 @@ class PaddingSlotsTest(TestCase):
         out = to_numpy(clone(structured_images(4), training=False))
         kt = fixed["target_mask"].sum(-1).max() if self.backend == "torch" else fixed["target_mask"].shape[-1]
         if self.backend == "tensorflow":
-            kt = out["target_mask"].shape[-1]  # cut to a multiple of 8 (`trim_padding`)
+            kt = out["target_mask"].shape[-1]  # cut and rounded up (`trim_padding`)
             self.assertGreaterEqual(kt, fixed["target_mask"].sum(-1).max())
         np.testing.assert_array_equal(out["target_mask"], fixed["target_mask"][:, :, :kt])
