@@ -13,8 +13,8 @@ class BehaviourLockTest(TestCase):
         # Recorded on the dev VM before the training path was restructured (issue 13);
         # the tolerance leaves room for another CPU's matmul kernels only. TensorFlow's
         # was re-recorded when its graphs began cutting this run's target slots (the
-        # StoP noise is drawn per slot, so it changed; with sigma=0 the losses were
-        # bit-identical to the old record).
+        # StoP noise is drawn per slot, so it changed; with sigma=0 the old and the new
+        # cut gave bit-identical losses).
         with open(fixture_path(keras.backend.backend())) as f:
             expected = json.load(f)
         got = tiny_run()
