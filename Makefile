@@ -34,10 +34,11 @@ benchmark: venv
 # A second environment with torch but no JAX or TensorFlow, as a torch user installs the
 # package: `make compare` adds its cell `ours-torch-only` (import-time memory differs).
 TORCH_ONLY_VENV ?= .venv-torch-only
+TORCH_ONLY_MIN_FREE_GIB ?= 2
 torch-only-env: $(TORCH_ONLY_VENV)/.installed
 
 $(TORCH_ONLY_VENV)/.installed: pyproject.toml requirements/constraints.txt
-	@bash scripts/check_disk_space.sh . 2
+	@bash scripts/check_disk_space.sh . $(TORCH_ONLY_MIN_FREE_GIB) TORCH_ONLY_MIN_FREE_GIB
 	$(PYTHON) -m venv $(TORCH_ONLY_VENV)
 	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"

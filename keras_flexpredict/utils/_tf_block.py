@@ -4,8 +4,8 @@
 pays where the step runs without XLA, as Keras runs TF train steps on CPU (under
 `jit_compile=True` the functions are simply inlined into the step's XLA program): the
 same math as the block's Keras layers, but each LayerNorm and the exact GELU run as one
-small XLA-compiled function for
-the forward pass and one for the backward pass (`tf.custom_gradient`). Without XLA, TF
+small XLA-compiled function for the forward pass and one for the backward pass
+(`tf.custom_gradient`). Without XLA, TF
 runs every elementwise op of those as its own kernel over the whole `(batch, tokens,
 width)` tensor: the LayerNorm and GELU gradients alone were ~10 `Mul`s a block, 0.3-0.4 s
 of a 1.5 s ViT-Tiny step on 2 CPU cores. XLA compiles each island once per input shape
