@@ -30,6 +30,10 @@ class DemoTest(TestCase):
             for label in demo.PROBE_LABELS:
                 for protocol in ("logreg", "knn"):
                     self.assertTrue(0.0 <= encoder[label][protocol] <= 1.0)
+        self.assertEqual(saved["probe"]["labels"], ["position", "count", "color"])
+        self.assertIn("color knn", results["table"])
+        self.assertNotIn("shape", results["table"])
+        self.assertAlmostEqual(saved["chance"]["color"], 1 / 6)
         self.assertEqual(saved["recipes"], {"stop": "stop_tiny_procedural", "ijepa": "ijepa_tiny_procedural"})
         self.assertEqual({k: len(v) for k, v in saved["loss_per_epoch"].items()}, {"stop": 1, "ijepa": 1})
         # The training diagnostics (on by default in the recipes) reach the results and the figure.
@@ -45,10 +49,12 @@ class DemoTest(TestCase):
             self.assertTrue(os.path.isfile(os.path.join(out, "runs", method, "target_encoder.keras")))
         self.assertEqual([f for f in os.listdir(out) if f.startswith(".")], [])
 
-    def test_demo__too_narrow_for_the_knn_probe_refused_before_training(self):
+    def test_demo__too_narrow_for_the_knn_probe_or_unknown_label_refused_before_training(self):
         out = os.path.join(self.get_temp_dir(), "demo_output")
         with self.assertRaisesRegex(ValueError, "model.encoder.hidden_dim=8"):
             demo.run_demo(output_dir=out, overrides=["model.encoder.hidden_dim=8"], verbose=0)
         with self.assertRaisesRegex(ValueError, "num_probe_train=8"):
             demo.run_demo(output_dir=out, num_probe_train=8, verbose=0)
+        with self.assertRaisesRegex(ValueError, r"probe_labels=\['shape', 'colour'\]"):
+            demo.run_demo(output_dir=out, probe_labels=["shape", "colour"], verbose=0)
         self.assertFalse(os.path.exists(os.path.join(out, "runs")))

@@ -10,7 +10,7 @@ variant with `train.seed` = the seed (which seeds the initial weights, the masks
 StoP noise and the data order; StoP and I-JEPA of one seed start from the same
 encoder weights and see the same images), then probes its target encoder on held-out
 labelled procedural images (the same images for every cell): logistic regression
-(`protocol="search"`) and cosine kNN (k=20) on the `shape`, `count` and `position`
+(`protocol="search"`) and cosine kNN (k=20) on the `shape`, `count`, `position` and `color`
 labels, plus the random initial encoder of every seed as a floor. As in `recipes.demo`,
 the kNN reads the features without their `--knn_removed_components` (default 8)
 largest principal directions, fitted on the probe's training split without labels;
@@ -70,7 +70,9 @@ VARIANTS = {
     "stop_noise_both": ("stop_tiny_procedural", ['model.predictor.noise_on="both"'], "StoP noise on both"),
 }
 RANDOM = "random"
-PROBE_LABELS = ("shape", "count", "position")
+# The main object's colour joined in session 10 (the demo shows it in place of the
+# shape); a cell probed before without a label is probed again.
+PROBE_LABELS = ("shape", "count", "position", "color")
 L2_STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1)
 PROBE_SEED = 2000
 # Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom.
@@ -145,8 +147,8 @@ def run_ablation(output_dir="ablation_output", variants=("stop", "ijepa"), seeds
                  num_probe_train=2000, num_probe_test=1000, verbose=0, knn_removed_components=KNN_REMOVED_COMPONENTS):
     """Runs (or resumes) the ablation; returns the summary dict (also written).
 
-    A finished cell probed with another `knn_removed_components` is probed again (its
-    pretraining run is read back, not repeated)."""
+    A finished cell probed with another `knn_removed_components`, or without one of
+    `PROBE_LABELS`, is probed again (its pretraining run is read back, not repeated)."""
     start = time.time()
     variants, seeds = _parse(variants, seeds)
     import keras
@@ -198,11 +200,14 @@ def run_ablation(output_dir="ablation_output", variants=("stop", "ijepa"), seeds
                 with open(path, encoding="utf-8") as f:
                     cell = json.load(f)
                 # Cells written before the option existed used the raw features.
-                if cell.get("knn_removed_components", 0) == knn_removed_components:
+                same_knn = cell.get("knn_removed_components", 0) == knn_removed_components
+                missing = [label for label in PROBE_LABELS if f"probe_{label}_knn" not in cell["probes"]]
+                if same_knn and not missing:
                     cells[variant, seed] = cell
                     print(f"  {variant} seed {seed}: done already ({path})", flush=True)
                     continue
-                print(f"  {variant} seed {seed}: probed with another kNN setting, probing again", flush=True)
+                why = "with another kNN setting" if not same_knn else f"without {', '.join(missing)}"
+                print(f"  {variant} seed {seed}: probed {why}, probing again", flush=True)
             t = time.time()
             keras.backend.clear_session()
             if variant == RANDOM:

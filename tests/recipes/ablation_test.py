@@ -51,7 +51,7 @@ class AblationTest(TestCase):
         with open(os.path.join(out, "cells", "stop__seed3.json")) as f:
             cell = json.load(f)
         self.assertIn("target_rankme", cell["final_diagnostics"])
-        self.assertEqual(len(cell["probes"]), 6)  # 3 labels x (logreg, knn)
+        self.assertEqual(len(cell["probes"]), 8)  # 4 labels x (logreg, knn)
         self.assertEqual(summary["stats"]["stop"]["probe_shape_logreg"]["values"], [cell["probes"]["probe_shape_logreg"]])
         with open(os.path.join(out, "table.md")) as f:
             table = f.read()
@@ -75,6 +75,18 @@ class AblationTest(TestCase):
             self.assertEqual(raw["stats"]["stop"][key]["values"], summary["stats"]["stop"][key]["values"])
         with open(os.path.join(out, "cells", "stop__seed3.json")) as f:
             self.assertEqual(json.load(f)["knn_removed_components"], 0)
+
+        # A cell probed before a label joined PROBE_LABELS is probed again, not retrained.
+        with open(os.path.join(out, "cells", "stop__seed3.json")) as f:
+            cell = json.load(f)
+        cell["probes"] = {k: v for k, v in cell["probes"].items() if "color" not in k}
+        with open(os.path.join(out, "cells", "stop__seed3.json"), "w") as f:
+            json.dump(cell, f)
+        with mock.patch("keras_flexpredict.models.FlexPredict.fit", side_effect=AssertionError("retrained")):
+            again = ablation.run_ablation(**kwargs, knn_removed_components=0)
+        self.assertEqual(
+            again["stats"]["stop"]["probe_color_knn"]["values"], raw["stats"]["stop"]["probe_color_knn"]["values"]
+        )
 
     def test_variants__each_builds_the_model_it_names(self):
         from recipes import pretrain
