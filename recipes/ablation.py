@@ -70,8 +70,8 @@ VARIANTS = {
     "stop_noise_both": ("stop_tiny_procedural", ['model.predictor.noise_on="both"'], "StoP noise on both"),
 }
 RANDOM = "random"
-# The main object's colour joined in session 10 (the demo shows it in place of the
-# shape); a cell probed before without a label is probed again.
+# The main object's colour was added after the first ablation runs (the demo shows it
+# in place of the shape); a cell probed without one of these labels is probed again.
 PROBE_LABELS = ("shape", "count", "position", "color")
 L2_STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1)
 PROBE_SEED = 2000

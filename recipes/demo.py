@@ -352,7 +352,7 @@ def _main(fv):
 
 
 def _check_probe_labels(labels):
-    labels = tuple(labels)
+    labels = (labels,) if isinstance(labels, str) else tuple(labels)
     if not labels or len(set(labels)) != len(labels) or any(label not in ALL_PROBE_LABELS for label in labels):
         raise ValueError(
             f"`probe_labels` must be distinct labels among {ALL_PROBE_LABELS}. Received: probe_labels={list(labels)}"
