@@ -33,6 +33,15 @@ peak RSS. A timed step during which other processes used more than 5% of the mac
 re-run (at most 3 times) and counted. Raw results: `benchmarks/results/compare/*.json`;
 the table goes to `benchmarks/results/compare_official.md` and into BENCHMARKS.md.
 
+`--allocators system,tcmalloc` runs every cell (the official one too) once with glibc's
+malloc and once with gperftools' tcmalloc preloaded (`LD_PRELOAD`), interleaved; the
+ratio to the official step is taken within the same allocator. Why: XLA:CPU takes its
+~0.6 GB temporary buffer afresh from the kernel at every step (glibc serves a
+non-main-thread allocation that large with `mmap`, whatever `MALLOC_MMAP_MAX_` says), so
+JAX pays ~150k page faults a step; tcmalloc keeps the buffer. `--results DIR` keeps a run
+(another machine's, say) apart from the table of BENCHMARKS.md; its table goes to
+`DIR.md`.
+
 `--torch-only-python PATH` adds the cell `ours-torch-only`: the torch backend run by
 another interpreter whose environment has no JAX or TensorFlow, as a torch user installs
 it (`make torch-only-env` builds `.venv-torch-only`). With JAX installed, `import keras`
@@ -56,7 +65,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-RESULTS = os.path.join(HERE, "results", "compare")
+DEFAULT_RESULTS = os.path.join(HERE, "results", "compare")
+RESULTS = DEFAULT_RESULTS  # --results moves it (another machine's run kept apart)
 
 CONFIGS = {
     # name: encoder (width, depth, heads), image, patch, batch, min_keep
@@ -71,6 +81,31 @@ LABELS = {
 }
 PREDICTOR_WIDTH, PREDICTOR_DEPTH, NUM_TARGETS = 384, 6, 4
 OTHER_LOAD_LIMIT = 0.05
+ALLOCATORS = ("system", "tcmalloc")
+TCMALLOC_NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
+LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+
+
+def find_tcmalloc():
+    """Path of gperftools' tcmalloc (`$KFP_TCMALLOC`, else the usual library folders), or
+    None. Debian / Ubuntu: `apt install libtcmalloc-minimal4`."""
+    explicit = os.environ.get("KFP_TCMALLOC")
+    if explicit:
+        return explicit if os.path.exists(explicit) else None
+    for folder in LIB_DIRS:
+        for name in TCMALLOC_NAMES:
+            path = os.path.join(folder, name)
+            if os.path.exists(path):
+                return path
+    return None
+
+
+def allocator_env(env, allocator):
+    """`env` with the allocator preloaded (`"system"`: glibc's malloc, unchanged)."""
+    if allocator == "system":
+        return env
+    preload = " ".join(x for x in (find_tcmalloc(), env.get("LD_PRELOAD")) if x)
+    return dict(env, LD_PRELOAD=preload)
 
 
 # ----------------------------------------------------------------------------- load guard
@@ -263,7 +298,7 @@ def _peers_dir():
     return os.environ.get("PEERS", os.path.join(ROOT, "..", "shared", "peers"))
 
 
-def run_official(config, masks, warmup, steps, out):
+def run_official(config, masks, warmup, steps, out, env=None):
     if masks != "official":
         return None  # the official code has only its own masks
     cmd = [
@@ -272,7 +307,7 @@ def run_official(config, masks, warmup, steps, out):
         "--steps", str(steps), "--collator-calls", "20", "--flops", "0", "--out", out,
         "--dump-masks", _masks_file(config),
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"official benchmark failed:\n{proc.stderr[-3000:]}")
     raw = json.load(open(out))
@@ -324,26 +359,28 @@ def matmul_peak():
 def drive(args):
     os.makedirs(RESULTS, exist_ok=True)
     env_base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    for r in range(args.rounds):
+    for r in range(args.first_round, args.first_round + args.rounds):
         peak = matmul_peak()
         with open(os.path.join(RESULTS, f"matmul__r{r}.json"), "w") as f:
             json.dump(dict(gflops=peak), f)
         print(f"== round {r}: matmul peak {peak:.0f} GFLOP/s", flush=True)
         for config in args.configs:
-            for masks in args.masks:
+            for masks, allocator in [(m, a) for m in args.masks for a in args.allocators]:
                 impls = ["official"] + [f"ours-{b}" for b in args.backends]
                 if args.torch_only_python:
                     impls.insert(2 if "ours-torch" in impls else 1, "ours-torch-only")
+                cell_env = allocator_env(env_base, allocator)
+                suffix = "" if allocator == "system" else f"__{allocator}"
                 for impl in impls:
-                    out = os.path.join(RESULTS, f"{config}__{masks}__{impl}__r{r}.json")
+                    out = os.path.join(RESULTS, f"{config}__{masks}__{impl}{suffix}__r{r}.json")
                     start = time.time()
                     if impl == "official":
-                        result = run_official(config, masks, args.warmup, args.steps, out + ".raw")
+                        result = run_official(config, masks, args.warmup, args.steps, out + ".raw", cell_env)
                         if result is None:
                             continue
                     else:
                         torch_only = impl == "ours-torch-only"
-                        env = dict(env_base, KERAS_BACKEND="torch" if torch_only else impl.split("-", 1)[1])
+                        env = dict(cell_env, KERAS_BACKEND="torch" if torch_only else impl.split("-", 1)[1])
                         if masks == "official" and not os.path.exists(_masks_file(config)):
                             print(f"   {config}: no official masks to replay (run the official cell)")
                             continue
@@ -351,17 +388,17 @@ def drive(args):
                             args.torch_only_python if torch_only else sys.executable,
                             "-m", "benchmarks.compare_official", "--worker",
                             f"--configs={config}", f"--masks={masks}", f"--warmup={args.warmup}",
-                            f"--steps={args.steps}", f"--out={out}", f"--label={impl}",
+                            f"--steps={args.steps}", f"--out={out}", f"--label={impl}", f"--results={RESULTS}",
                         ]
                         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
                         if proc.returncode:
                             print(proc.stderr[-3000:], file=sys.stderr)
                             continue
                         result = json.load(open(out))
-                    result.update(round=r, matmul_gflops=peak)
+                    result.update(round=r, matmul_gflops=peak, allocator=allocator)
                     write_json(out, result, indent=1)
                     print(
-                        f"   {config} {masks:9s} {impl:17s} {result['step_ms']:7.0f} ms "
+                        f"   {config} {masks:9s} {allocator:8s} {impl:17s} {result['step_ms']:7.0f} ms "
                         f"{result['images_per_s']:6.2f} img/s  ctx {result['context_tokens']:.1f} "
                         f"tgt {result['target_tokens']:.1f}  ({time.time() - start:.0f} s)",
                         flush=True,
@@ -374,10 +411,13 @@ def write_report():
     rows = [r for r in rows if "impl" in r]
     if not rows:
         return
-    official = {(r["config"], r["round"]): r for r in rows if r["impl"] == "official"}
+    for r in rows:
+        r.setdefault("allocator", "system")  # results written before the option existed
+    official = {(r["config"], r["round"], r["allocator"]): r for r in rows if r["impl"] == "official"}
     cells = {}
     for r in rows:
-        cells.setdefault((r["config"], r["masks"], r["impl"]), []).append(r)
+        cells.setdefault((r["config"], r["masks"], r["allocator"], r["impl"]), []).append(r)
+    several_allocators = len({r["allocator"] for r in rows}) > 1
     order = {c: i for i, c in enumerate(CONFIGS)}
     impl_order = {"official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-tensorflow": 4}
     lines = [
@@ -386,18 +426,20 @@ def write_report():
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     mask_order = {"official": 0, "reference": 1, "default": 2}
-    for key in sorted(cells, key=lambda k: (order[k[0]], mask_order[k[1]], impl_order[k[2]])):
+    for key in sorted(
+        cells, key=lambda k: (order[k[0]], mask_order[k[1]], ALLOCATORS.index(k[2]), impl_order[k[3]])
+    ):
         runs = cells[key]
         step = statistics.median(r["step_ms"] for r in runs)
         ratios = [
-            official[(r["config"], r["round"])]["step_ms"] / r["step_ms"]
-            for r in runs if (r["config"], r["round"]) in official
+            official[(r["config"], r["round"], r["allocator"])]["step_ms"] / r["step_ms"]
+            for r in runs if (r["config"], r["round"], r["allocator"]) in official
         ]
         mfu = statistics.median(r["model_flops"] / (r["step_ms"] / 1e3) / (r["matmul_gflops"] * 1e9) for r in runs)
         slots = f" ({runs[0]['context_slots']} / {runs[0]['target_slots']})" if "context_slots" in runs[0] else ""
         first = runs[0].get("first_step_s")
         lines.append(
-            f"| {LABELS[key[0]]} | {key[1]} | {key[2]} | {step:.0f} | "
+            f"| {LABELS[key[0]]} | {key[1]} | {key[3]}{', ' + key[2] if several_allocators else ''} | {step:.0f} | "
             f"{CONFIGS[key[0]]['batch'] / step * 1e3:.2f} | "
             f"{'%.2fx' % statistics.median(ratios) if ratios else '-'} | "
             f"{statistics.mean(r['model_flops'] for r in runs) / 1e9:.0f} | {100 * mfu:.0f}% | "
@@ -417,12 +459,24 @@ def write_report():
         "",
     ]
     text = "\n".join(header + lines) + "\n"
-    path = os.path.join(HERE, "results", "compare_official.md")
-    write_text(path, text)
+    write_text(table_path(RESULTS), text)
     print(text)
 
 
+def table_path(results):
+    """Where the table of the raw results in `results` goes: `results/compare_official.md`
+    (read into BENCHMARKS.md) for the default folder, else `<results>.md` beside it.
+
+    >>> os.path.basename(table_path(os.path.join("x", "compare_epyc")))
+    'compare_epyc.md'
+    """
+    if os.path.abspath(results) == os.path.abspath(DEFAULT_RESULTS):
+        return os.path.join(HERE, "results", "compare_official.md")
+    return os.path.abspath(results) + ".md"
+
+
 def main():
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="tiny224,small224,tiny64")
     parser.add_argument(
@@ -432,7 +486,17 @@ def main():
         "MultiBlockMasker(reference=True); default: the library's default masks",
     )
     parser.add_argument("--backends", default="torch,jax,tensorflow")
+    parser.add_argument(
+        "--allocators",
+        default="system",
+        help="comma-separated: system (glibc malloc) and/or tcmalloc (preloaded into every cell, the "
+        "official one too; apt install libtcmalloc-minimal4, or KFP_TCMALLOC=/path/libtcmalloc.so)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--first-round", type=int, default=0,
+        help="number of the first round (a later sitting adds rounds to --results instead of replacing them)",
+    )
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument(
@@ -440,14 +504,30 @@ def main():
         help="a Python whose environment has torch but no JAX or TensorFlow (make torch-only-env): "
         "adds the cell ours-torch-only",
     )
+    parser.add_argument(
+        "--results",
+        default=DEFAULT_RESULTS,
+        help="folder of the raw results (default benchmarks/results/compare, whose table goes into "
+        "BENCHMARKS.md); another folder keeps another machine's run apart, its table in <folder>.md",
+    )
     parser.add_argument("--report", action="store_true", help="only rebuild the table")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--label", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    RESULTS = os.path.abspath(args.results)
     args.configs = args.configs.split(",")
     args.masks = args.masks.split(",")
     args.backends = args.backends.split(",")
+    args.allocators = args.allocators.split(",")
+    for name in args.allocators:
+        if name not in ALLOCATORS:
+            parser.error(f"unknown allocator {name!r}; choose from {list(ALLOCATORS)}")
+    if "tcmalloc" in args.allocators and not args.worker and find_tcmalloc() is None:
+        parser.error(
+            "--allocators tcmalloc: no libtcmalloc found in "
+            f"{', '.join(LIB_DIRS)} (apt install libtcmalloc-minimal4, or set KFP_TCMALLOC)"
+        )
     if args.torch_only_python and not os.path.exists(args.torch_only_python):
         parser.error(f"--torch-only-python {args.torch_only_python!r} does not exist (make torch-only-env)")
     for name in args.configs:

@@ -75,6 +75,8 @@ def write_benchmarks_md():
         masker=_read("masker_statistics.md"),
         compare=_read("compare_official.md"),
         compare_reading=_read("compare_official_reading.md"),
+        compare_epyc=_read("compare_epyc.md"),
+        compare_epyc_reading=_read("compare_epyc_reading.md"),
         growth=_read("growth.md"),
         growth_reading=_read("growth_reading.md"),
         cpu_findings=_read("cpu_findings.md"),
@@ -165,6 +167,18 @@ time / the fp32 matmul peak measured in the same round.
 {compare}
 
 {compare_reading}
+
+### A second machine: 2-core AMD EPYC (Zen 4), glibc's malloc and tcmalloc
+
+The same comparison, official masks only, on a 2-core AMD EPYC VM (the machine of
+session 11), every cell (the official one too) once with glibc's malloc and once with
+tcmalloc preloaded (`scripts/with_tcmalloc.sh`):
+`python -m benchmarks.compare_official --masks official --allocators system,tcmalloc
+--results benchmarks/results/compare_epyc --torch-only-python .venv-torch-only/bin/python`.
+
+{compare_epyc}
+
+{compare_epyc_reading}
 
 ## CPU: growth with batch and image size
 

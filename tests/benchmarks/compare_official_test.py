@@ -1,0 +1,71 @@
+"""The side-by-side table's bookkeeping (no timing: the cells' results are made up)."""
+
+import json
+import os
+
+import pytest
+
+from benchmarks import compare_official
+
+
+def _row(impl, step_ms, round_=0, allocator=None):
+    row = dict(
+        impl=impl, config="tiny224", masks="official", round=round_, step_ms=step_ms,
+        images_per_s=8e3 / step_ms, model_flops=247e9, matmul_gflops=300.0,
+        context_tokens=66.2, target_tokens=31.5, peak_rss_mib=1024.0, first_step_s=None,
+    )
+    if allocator is not None:
+        row["allocator"] = allocator
+    return row
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    folder = tmp_path / "compare_here"
+    folder.mkdir()
+    monkeypatch.setattr(compare_official, "RESULTS", str(folder))
+    return folder
+
+
+def _write(folder, name, row):
+    (folder / f"{name}.json").write_text(json.dumps(row))
+
+
+def test_table_of_another_folder__written_beside_it(results):
+    _write(results, "a__r0", _row("official", 1000.0))
+    _write(results, "b__r0", _row("ours-jax", 2000.0))
+    compare_official.write_report()
+    table = (results.parent / "compare_here.md").read_text()
+    assert "| ours-jax | 2000 |" in table
+    assert "| 0.50x |" in table
+
+
+def test_ratio_taken_against_the_official_step_of_the_same_allocator(results):
+    # Rows without an allocator (written before the option) count as glibc's.
+    _write(results, "a__r0", _row("official", 1000.0))
+    _write(results, "b__r0", _row("ours-jax", 2000.0))
+    _write(results, "c__tcmalloc__r0", _row("official", 800.0, allocator="tcmalloc"))
+    _write(results, "d__tcmalloc__r0", _row("ours-jax", 1000.0, allocator="tcmalloc"))
+    compare_official.write_report()
+    lines = (results.parent / "compare_here.md").read_text().splitlines()
+    jax = [line for line in lines if "ours-jax" in line]
+    assert len(jax) == 2
+    assert "| ours-jax, system | 2000 |" in jax[0] and "| 0.50x |" in jax[0]
+    assert "| ours-jax, tcmalloc | 1000 |" in jax[1] and "| 0.80x |" in jax[1]
+
+
+def test_default_folder__table_read_into_benchmarks_md():
+    path = compare_official.table_path(compare_official.DEFAULT_RESULTS)
+    assert path.endswith(os.path.join("results", "compare_official.md"))
+
+
+def test_tcmalloc__given_path_used_and_missing_one_refused(tmp_path, monkeypatch):
+    lib = tmp_path / "libtcmalloc.so"
+    lib.write_bytes(b"")
+    monkeypatch.setenv("KFP_TCMALLOC", str(lib))
+    assert compare_official.find_tcmalloc() == str(lib)
+    env = compare_official.allocator_env({"LD_PRELOAD": "/x/other.so"}, "tcmalloc")
+    assert env["LD_PRELOAD"] == f"{lib} /x/other.so"
+    assert compare_official.allocator_env({"A": "1"}, "system") == {"A": "1"}
+    monkeypatch.setenv("KFP_TCMALLOC", str(tmp_path / "missing.so"))
+    assert compare_official.find_tcmalloc() is None
