@@ -82,22 +82,14 @@ LABELS = {
 PREDICTOR_WIDTH, PREDICTOR_DEPTH, NUM_TARGETS = 384, 6, 4
 OTHER_LOAD_LIMIT = 0.05
 ALLOCATORS = ("system", "tcmalloc")
-TCMALLOC_NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
-LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+WITH_TCMALLOC = os.path.join(ROOT, "scripts", "with_tcmalloc.sh")
 
 
 def find_tcmalloc():
-    """Path of gperftools' tcmalloc (`$KFP_TCMALLOC`, else the usual library folders), or
-    None. Debian / Ubuntu: `apt install libtcmalloc-minimal4`."""
-    explicit = os.environ.get("KFP_TCMALLOC")
-    if explicit:
-        return explicit if os.path.exists(explicit) else None
-    for folder in LIB_DIRS:
-        for name in TCMALLOC_NAMES:
-            path = os.path.join(folder, name)
-            if os.path.exists(path):
-                return path
-    return None
+    """Path of gperftools' tcmalloc as `scripts/with_tcmalloc.sh` finds it
+    (`$KFP_TCMALLOC`, else the usual library folders), or None."""
+    proc = subprocess.run(["bash", WITH_TCMALLOC, "--path"], capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def allocator_env(env, allocator):
@@ -525,8 +517,8 @@ def main():
             parser.error(f"unknown allocator {name!r}; choose from {list(ALLOCATORS)}")
     if "tcmalloc" in args.allocators and not args.worker and find_tcmalloc() is None:
         parser.error(
-            "--allocators tcmalloc: no libtcmalloc found in "
-            f"{', '.join(LIB_DIRS)} (apt install libtcmalloc-minimal4, or set KFP_TCMALLOC)"
+            "--allocators tcmalloc: no libtcmalloc found by scripts/with_tcmalloc.sh "
+            "(apt install libtcmalloc-minimal4, or set KFP_TCMALLOC)"
         )
     if args.torch_only_python and not os.path.exists(args.torch_only_python):
         parser.error(f"--torch-only-python {args.torch_only_python!r} does not exist (make torch-only-env)")

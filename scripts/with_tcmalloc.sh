@@ -3,6 +3,7 @@
 #
 #   scripts/with_tcmalloc.sh python -m recipes.demo
 #   KERAS_BACKEND=jax scripts/with_tcmalloc.sh python -m recipes.pretrain --config=...
+#   scripts/with_tcmalloc.sh --path     # prints the library found (exit 1 if none)
 #
 # Why: on a CPU, XLA (the JAX backend) takes its ~0.6 GB temporary buffer afresh from the
 # kernel at every train step. glibc serves an allocation that large from a worker
@@ -33,6 +34,14 @@ if [ -z "$lib" ]; then
             fi
         done
     done
+fi
+if [ "$1" = "--path" ]; then
+    if [ -z "$lib" ]; then
+        echo "with_tcmalloc: no libtcmalloc found (apt install libtcmalloc-minimal4, or set KFP_TCMALLOC)" >&2
+        exit 1
+    fi
+    echo "$lib"
+    exit 0
 fi
 if [ -z "$lib" ]; then
     echo "with_tcmalloc: no libtcmalloc found (apt install libtcmalloc-minimal4, or set KFP_TCMALLOC);" \

@@ -40,3 +40,11 @@ def test_no_command__usage():
     result = _run([])
     assert result.returncode == 2
     assert "usage" in result.stderr
+
+
+def test_path_option__prints_the_library_found(tmp_path):
+    lib = tmp_path / "libtcmalloc.so"
+    lib.write_bytes(b"")
+    result = _run(["--path"], KFP_TCMALLOC=str(lib))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(lib)
