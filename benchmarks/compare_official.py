@@ -42,6 +42,10 @@ JAX pays ~150k page faults a step; tcmalloc keeps the buffer. `--results DIR` ke
 (another machine's, say) apart from the table of BENCHMARKS.md; its table goes to
 `DIR.md`.
 
+`--length-buckets N` sets `FlexPredict(length_buckets=N)` in our JAX cells (default: the
+model's, up to 4 on CPU; `1` runs every batch at the masker's full slots, as before
+session 12); each JAX result records the buckets it could choose from.
+
 `--torch-only-python PATH` adds the cell `ours-torch-only`: the torch backend run by
 another interpreter whose environment has no JAX or TensorFlow, as a torch user installs
 it (`make torch-only-env` builds `.venv-torch-only`). With JAX installed, `import keras`
@@ -185,10 +189,11 @@ def warm_up_on_timed_masks(replayed, warmup, steps):
     return {k: v[order] for k, v in replayed.items()}
 
 
-def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None):
+def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None, length_buckets=None):
     """One cell of ours in this process (KERAS_BACKEND chosen by the caller).
     `masks`: "official" (replay the official run's masks from `replay`),
-    "reference" (`MultiBlockMasker(reference=True)`) or "default"."""
+    "reference" (`MultiBlockMasker(reference=True)`) or "default". `length_buckets`:
+    `FlexPredict(length_buckets=...)` (JAX), or None for the model's default."""
     import keras
     import numpy as np
 
@@ -233,6 +238,7 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None):
             hidden_dim=PREDICTOR_WIDTH, depth=PREDICTOR_DEPTH, num_heads=cfg["heads"], seed=seed
         ),
         masker=masker_args,
+        **({} if length_buckets is None else dict(length_buckets=length_buckets)),
     )
     if masks == "official":
         drawn = replayed
@@ -278,6 +284,8 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None):
         first_step_s=times[0], context_tokens=float(np.mean(context_tokens[use])),
         target_tokens=float(np.mean(target_tokens[use])),
         context_slots=int(model.masker.num_context_tokens), target_slots=int(model.masker.num_target_tokens),
+        length_buckets=[list(b) for b in model.train_length_buckets(cfg["batch"])]
+        if keras.backend.backend() == "jax" else None,
         model_flops=float(np.mean(flops)), noisy_steps=reruns,
         max_other_load=max(others[i] for i in use),
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -382,6 +390,8 @@ def drive(args):
                             f"--configs={config}", f"--masks={masks}", f"--warmup={args.warmup}",
                             f"--steps={args.steps}", f"--out={out}", f"--label={impl}", f"--results={RESULTS}",
                         ]
+                        if args.length_buckets is not None:
+                            cmd.append(f"--length-buckets={args.length_buckets}")
                         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
                         if proc.returncode:
                             print(proc.stderr[-3000:], file=sys.stderr)
@@ -428,7 +438,11 @@ def write_report():
             for r in runs if (r["config"], r["round"], r["allocator"]) in official
         ]
         mfu = statistics.median(r["model_flops"] / (r["step_ms"] / 1e3) / (r["matmul_gflops"] * 1e9) for r in runs)
-        slots = f" ({runs[0]['context_slots']} / {runs[0]['target_slots']})" if "context_slots" in runs[0] else ""
+        slots = ""
+        if "context_slots" in runs[0]:
+            buckets = len(runs[0].get("length_buckets") or [])
+            more = f", {buckets} length buckets" if buckets > 1 else ""
+            slots = f" ({runs[0]['context_slots']} / {runs[0]['target_slots']}{more})"
         first = runs[0].get("first_step_s")
         lines.append(
             f"| {LABELS[key[0]]} | {key[1]} | {key[3]}{', ' + key[2] if several_allocators else ''} | {step:.0f} | "
@@ -502,6 +516,10 @@ def main():
         help="folder of the raw results (default benchmarks/results/compare, whose table goes into "
         "BENCHMARKS.md); another folder keeps another machine's run apart, its table in <folder>.md",
     )
+    parser.add_argument(
+        "--length-buckets", type=int,
+        help="FlexPredict(length_buckets=N) for our JAX cells (default: the model's default)",
+    )
     parser.add_argument("--report", action="store_true", help="only rebuild the table")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -531,6 +549,7 @@ def main():
             run_ours(
                 args.configs[0], args.masks[0], args.warmup, args.steps,
                 replay=_masks_file(args.configs[0]), label=args.label,
+                length_buckets=args.length_buckets,
             ),
         )
     elif args.report:

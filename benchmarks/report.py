@@ -77,6 +77,8 @@ def write_benchmarks_md():
         compare_reading=_read("compare_official_reading.md"),
         compare_epyc=_read("compare_epyc.md"),
         compare_epyc_reading=_read("compare_epyc_reading.md"),
+        compare_epyc_buckets=_read("compare_epyc_buckets.md"),
+        compare_epyc_buckets_reading=_read("compare_epyc_buckets_reading.md"),
         growth=_read("growth.md"),
         growth_reading=_read("growth_reading.md"),
         cpu_findings=_read("cpu_findings.md"),
@@ -157,7 +159,9 @@ GPU since.
 (activation checkpointing off) run from its own clone by `../shared/peers`, and ours
 through `model.fit` on each backend, one process per cell, in the same run. Masks
 `official`: ours replays the exact masks of the official run (same work on the same real
-tokens; JAX pads them to static slots, eager torch cuts each step's slots to its longest
+tokens; in this table, from session 10, JAX pads them to the full static slots (since
+session 12 it runs length buckets, see the EPYC tables below), eager torch cuts each
+step's slots to its longest
 mask, TensorFlow to its longest mask rounded up to a multiple of an eighth of the slots).
 Every implementation runs 10 warm-up steps before the 8 timed ones. `reference`:
 `MultiBlockMasker(reference=True)` truncated per batch, as the official code at this
@@ -179,6 +183,18 @@ tcmalloc preloaded (`scripts/with_tcmalloc.sh`):
 {compare_epyc}
 
 {compare_epyc_reading}
+
+### JAX with length buckets, on the same AMD EPYC VM
+
+JAX's train function runs each batch at the cheapest of at most 4 compiled slot sizes
+its masks fit (`FlexPredict(length_buckets=...)`, session 12; the table above ran every
+batch at the full slots). JAX and the official step only, interleaved, both allocators:
+`python -m benchmarks.compare_official --masks official --backends jax
+--allocators system,tcmalloc --results benchmarks/results/compare_epyc_buckets`.
+
+{compare_epyc_buckets}
+
+{compare_epyc_buckets_reading}
 
 ## CPU: growth with batch and image size
 

@@ -311,6 +311,22 @@ def _reference_context_lengths(spec, num_images=4096):
     return np.concatenate(lengths)
 
 
+@functools.cache
+def _longest_mask_samples(spec, batch_size, num_images=8192):
+    """The longest real context and target mask of each of `max(16, num_images //
+    batch_size)` batches of `batch_size`, as a fixed-seed NumPy simulation with the
+    layer's own sampler (at most ~512 images at a time), cached per configuration."""
+    num_batches = max(16, num_images // batch_size)
+    per_chunk = max(1, 512 // batch_size)
+    context, target = [], []
+    for start in range(0, num_batches, per_chunk):
+        chunk = min(per_chunk, num_batches - start)
+        masks = _sample_masks(spec, _numpy_rows(start, num_batches), chunk, batch_size, 1)
+        context.append(np.asarray(masks["context_mask"]).sum(-1).max(-1))
+        target.append(np.asarray(masks["target_mask"]).sum(-1).max((-1, -2)))
+    return np.concatenate(context), np.concatenate(target)
+
+
 def _numpy_rows(start, total):
     """`_NUMPY_OPS` whose uniform draw of `(rows, ...)` is rows `start:start + rows` of
     the draw of `(total, ...)` from the same seed."""
@@ -620,6 +636,21 @@ class MultiBlockMasker(DataLayer):
             rows = replica_id * batch_size + self.backend.numpy.arange(batch_size, dtype="int32")
             masks = {key: self.backend.numpy.take(value, rows, axis=0) for key, value in masks.items()}
         return masks
+
+    def longest_mask_samples(self, batch_size):
+        """How long the masks of a batch of `batch_size` really are: the longest real
+        context and target mask of each of ~8,192 / `batch_size` (at least 16)
+        simulated batches, two int arrays. A fixed-seed NumPy simulation of this
+        configuration (the layer's seed generator is not touched), cached; what a
+        compiled step's length buckets are chosen from (`utils.length_buckets`).
+
+        >>> masker = MultiBlockMasker(grid_size=(8, 8), min_keep=4, seed=0)
+        >>> context, target = masker.longest_mask_samples(4)
+        >>> bool(context.max() <= masker.num_context_tokens), len(target) >= 16
+        (True, True)
+        """
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        return _longest_mask_samples(self._spec, batch_size)
 
     def sample_batches(self, num_batches, batch_size):
         """Masks for `num_batches` independent batches in one vectorised draw.

@@ -18,9 +18,15 @@ from keras_flexpredict.models.vit_encoder import ViTEncoder
 from keras_flexpredict.models.vit_presets import VIT_PRESETS
 from keras_flexpredict.utils import backend_adapter
 from keras_flexpredict.utils import keras_internals
+from keras_flexpredict.utils.length_buckets import choose_length_buckets
+from keras_flexpredict.utils.length_buckets import token_weights
 from keras_flexpredict.utils.padding import trim_padding
+from keras_flexpredict.utils.validation import check_int
 
-__all__ = ["FlexPredict", "LOSSES"]
+__all__ = ["DEFAULT_LENGTH_BUCKETS", "FlexPredict", "LOSSES"]
+
+# JAX on CPU: the most length buckets `length_buckets=None` lets a train step use.
+DEFAULT_LENGTH_BUCKETS = 4
 
 
 def _deserialize(obj, cls):
@@ -82,6 +88,15 @@ class FlexPredict(keras.Model):
         masker: a `MultiBlockMasker` (or its config), on the encoder's patch grid.
         loss: `"smooth_l1"` (beta 1, as both official codes; the default) or `"mse"`
             (the paper's L2).
+        length_buckets: int >= 1 or None. JAX only: the most static slot sizes
+            (length buckets) the compiled train step chooses between, batch by batch,
+            so that it does not pay for padding slots no image of the batch uses
+            (eager torch and TensorFlow cut each batch to its own masks anyway).
+            `train_length_buckets` says which; each compiles the first time a batch
+            needs it, and choosing costs one host read of two numbers per step. `1`
+            runs every batch at the masker's slots. `None` (the default): 4 where JAX
+            runs on CPU, 1 on accelerators (where the per-step host read is not
+            measured yet).
 
     Call arguments:
         images: float `(B, H, W, C)` normalised images (a dataset may yield
@@ -108,10 +123,13 @@ class FlexPredict(keras.Model):
         - [Assran et al., 2023, I-JEPA](https://arxiv.org/abs/2301.08243)
     """
 
-    def __init__(self, encoder, predictor, masker, loss="smooth_l1", **kwargs):
+    def __init__(self, encoder, predictor, masker, loss="smooth_l1", length_buckets=None, **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
+        if length_buckets is not None:
+            length_buckets = check_int("length_buckets", length_buckets, minimum=1)
+        self.length_buckets = length_buckets
         self.encoder = _deserialize(encoder, ViTEncoder)
         self.predictor = _deserialize(predictor, JEPAPredictor)
         self.masker = _deserialize(masker, MultiBlockMasker)
@@ -232,6 +250,52 @@ class FlexPredict(keras.Model):
         masks from elsewhere (e.g. replayed from another implementation); they must
         have the masker's layout (real tokens first in every row)."""
         return self.masker(images)
+
+    def train_length_buckets(self, batch_size):
+        """The slot sizes `(kc, kt)` a compiled JAX train step on batches of
+        `batch_size` chooses between (cheapest first; the last is the masker's slots):
+        at most `length_buckets`, picked from the masker's simulated mask lengths
+        (`utils.length_buckets.choose_length_buckets`). One bucket means none is cut.
+
+        >>> model = FlexPredict.from_preset(
+        ...     "stop_vit_base_patch16_224_imagenet",
+        ...     encoder=dict(image_size=32, patch_size=4, hidden_dim=32, depth=1, num_heads=2),
+        ...     predictor=dict(hidden_dim=16, depth=1, num_heads=2),
+        ...     masker=dict(min_keep=4, reference=True, reference_group_size=8))
+        >>> buckets = model.train_length_buckets(8)
+        >>> buckets[-1] == (model.masker.num_context_tokens, model.masker.num_target_tokens)
+        True
+        """
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        context, target = self.masker.longest_mask_samples(batch_size)
+        return choose_length_buckets(
+            context,
+            target,
+            self.masker.num_context_tokens,
+            self.masker.num_target_tokens,
+            token_weights(self.encoder, self.predictor, self.masker.num_targets),
+            max_buckets=self._max_length_buckets(),
+        )
+
+    def make_train_function(self, force=False):
+        # JAX: a train function that runs each batch at the cheapest length bucket its
+        # masks fit (`utils.jax_length_buckets`). Elsewhere Keras's own; `trim_padding`
+        # in `call` cuts the padding where shapes may vary.
+        if backend_adapter.runs_on("jax") and self._max_length_buckets() > 1:
+            from keras_flexpredict.utils.jax_length_buckets import make_length_bucketed_train_function
+
+            if self.train_function is not None and not force:
+                return self.train_function
+            function = make_length_bucketed_train_function(self)
+            if function is not None:
+                self.train_function = function
+                return function
+        return super().make_train_function(force)
+
+    def _max_length_buckets(self):
+        if self.length_buckets is not None:
+            return self.length_buckets
+        return DEFAULT_LENGTH_BUCKETS if backend_adapter.jax_runs_on_cpu() else 1
 
     # Kept for callers of the former private helper (the conversion tests).
     _normalize = staticmethod(layer_norm_no_affine)
@@ -472,6 +536,7 @@ class FlexPredict(keras.Model):
             "predictor": keras.saving.serialize_keras_object(self.predictor),
             "masker": keras.saving.serialize_keras_object(self.masker),
             "loss": self.loss_name,
+            "length_buckets": self.length_buckets,
         }
 
     @classmethod

@@ -71,6 +71,15 @@ def graph_shapes_may_vary(tensor):
     return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
+def jax_runs_on_cpu():
+    """True when the backend is JAX and its default devices are CPUs."""
+    if _backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
 # ---------------------------------------------------- transformer stacks
 def block_stack_mode(blocks, tokens):
     """How `transformer_stack.run_blocks` runs the `TransformerBlock`s `blocks` on

@@ -39,6 +39,8 @@ __all__ = [
     "all_layers_built",
     "layer_remat_mode",
     "torch_parallel_adam_step",
+    "jax_state_sharding_spec",
+    "make_step_function",
 ]
 
 
@@ -77,6 +79,7 @@ _CHECKPOINT = "recipes/atomic_model_checkpoint.py"
 _BACKUP = "recipes/atomic_backup_and_restore.py"
 _HERE = "keras_flexpredict/utils/keras_internals.py"
 _ADAPTER = "keras_flexpredict/utils/backend_adapter.py"
+_BUCKETS = "keras_flexpredict/utils/jax_length_buckets.py"
 
 PRIVATE_API = (
     # -- imported names ------------------------------------------------------------
@@ -145,6 +148,21 @@ PRIVATE_API = (
         ("keras_flexpredict/callbacks/torch_data_parallel.py",),
         "patched per instance by TorchDataParallel: the torch trainer must call optimizer.apply",
         ("torch",), ("keras.src.backend.torch.trainer.TorchTrainer.train_step", "self.optimizer.apply("),
+    ),
+    PrivateAPI(
+        "keras.src.backend.jax.trainer.JAXTrainer", "_make_function", "method",
+        ("self", "step_function", "concatenate_outputs"), (_BUCKETS, _HERE),
+        "make_step_function(): the length-bucketed JAX train function is wrapped as Keras wraps its "
+        "jitted train step (steps_per_execution, the iterator)",
+        ("jax",), ("keras.src.backend.jax.trainer.JAXTrainer.make_train_function", "self._make_function("),
+    ),
+    PrivateAPI(
+        "keras.src.backend.jax.trainer.JAXTrainer", "_get_state_sharding_spec", "method", ("self",),
+        (_BUCKETS, _HERE),
+        "jax_state_sharding_spec(): the length-bucketed train steps keep Keras's output shardings "
+        "under a keras.distribution",
+        ("jax",),
+        ("keras.src.backend.jax.trainer.JAXTrainer.make_train_function", "self._get_state_sharding_spec()"),
     ),
     # -- private attributes ---------------------------------------------------------
     PrivateAPI(
@@ -249,6 +267,17 @@ def seed_generator_initial_seed(generator):
 def swap_variable_value(variable, value):
     """Puts `value` behind `variable` without `assign` (which would re-shard or cast)."""
     variable._value = value
+
+
+def make_step_function(model, step_function):
+    """Keras's JAX wrapper around a train step `step_function(state, data)`: the
+    function `fit` calls with `(state, iterator)` (`steps_per_execution` batches)."""
+    return model._make_function(step_function)
+
+
+def jax_state_sharding_spec(model):
+    """The shardings of the JAX train state under the current `keras.distribution`."""
+    return model._get_state_sharding_spec()
 
 
 def set_initial_epoch(model, epoch):

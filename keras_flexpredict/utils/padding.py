@@ -1,11 +1,20 @@
 """Dropping padding slots where shapes may change from step to step."""
 
+import contextlib
+
 from keras import ops
 
 from keras_flexpredict.utils.backend_adapter import graph_shapes_may_vary
 from keras_flexpredict.utils.backend_adapter import shapes_may_vary
 
-__all__ = ["GRAPH_SHAPES_PER_AXIS", "graph_length_multiple", "graph_shapes_may_vary", "shapes_may_vary", "trim_padding"]
+__all__ = [
+    "GRAPH_SHAPES_PER_AXIS",
+    "cut_to_slots",
+    "graph_length_multiple",
+    "graph_shapes_may_vary",
+    "shapes_may_vary",
+    "trim_padding",
+]
 
 # In a TensorFlow graph the cut lengths are rounded up to a multiple of
 # `graph_length_multiple(slots)`, so a slot axis takes at most about this many shapes
@@ -27,6 +36,32 @@ def graph_length_multiple(slots):
     return max(1, slots // GRAPH_SHAPES_PER_AXIS)
 
 
+# The slot sizes `(kc, kt)` set by `cut_to_slots` for the trace under way (innermost last).
+_SLOTS = []
+
+
+@contextlib.contextmanager
+def cut_to_slots(context_slots, target_slots):
+    """Within this block `trim_padding` cuts every mask to these static sizes: the
+    length bucket a compiled JAX step traces (`utils.jax_length_buckets`), whose caller
+    guarantees that every real token of the batch fits.
+
+    >>> with cut_to_slots(3, 2):
+    ...     masks = trim_padding({
+    ...         "context_indices": ops.zeros((1, 5), "int32"),
+    ...         "context_mask": ops.zeros((1, 5), "bool"),
+    ...         "target_indices": ops.zeros((1, 4, 3), "int32"),
+    ...         "target_mask": ops.zeros((1, 4, 3), "bool")})
+    >>> tuple(masks["context_mask"].shape), tuple(masks["target_mask"].shape)
+    ((1, 3), (1, 4, 2))
+    """
+    _SLOTS.append((int(context_slots), int(target_slots)))
+    try:
+        yield
+    finally:
+        _SLOTS.pop()
+
+
 def _round_up(length, multiple, limit):
     rounded = ((length + multiple - 1) // multiple) * multiple
     return rounded if limit is None else ops.minimum(rounded, limit)
@@ -42,7 +77,8 @@ def trim_padding(masks):
     cut to the longest mask, read once on the host; in a TensorFlow graph without XLA
     (`graph_shapes_may_vary`) to the longest mask rounded up to a multiple of
     `graph_length_multiple(slots)` (at most the static slot count), computed in the
-    graph.
+    graph; within `cut_to_slots` to the sizes it sets (a compiled JAX step's length
+    bucket).
     Elsewhere `masks` come back as they are.
 
     Args:
@@ -53,7 +89,9 @@ def trim_padding(masks):
         The same dict with `Kc`, `Kt` cut to the longest real mask of the batch.
     """
     context = masks["context_mask"]
-    if shapes_may_vary(context):
+    if _SLOTS:
+        kc, kt = _SLOTS[-1]
+    elif shapes_may_vary(context):
         lengths = ops.stack([_longest(context), _longest(masks["target_mask"])])
         # One host read for both lengths.
         kc, kt = (int(v) for v in ops.convert_to_numpy(lengths))

@@ -69,3 +69,16 @@ def test_tcmalloc__given_path_used_and_missing_one_refused(tmp_path, monkeypatch
     assert compare_official.allocator_env({"A": "1"}, "system") == {"A": "1"}
     monkeypatch.setenv("KFP_TCMALLOC", str(tmp_path / "missing.so"))
     assert compare_official.find_tcmalloc() is None
+
+
+def test_slots_column__names_jax_length_buckets(results):
+    _write(results, "a__r0", _row("official", 1000.0))
+    jax = dict(_row("ours-jax", 1200.0), context_slots=77, target_slots=36,
+               length_buckets=[[57, 36], [65, 36], [74, 30], [77, 36]])
+    torch = dict(_row("ours-torch", 900.0), context_slots=77, target_slots=36, length_buckets=None)
+    _write(results, "b__r0", jax)
+    _write(results, "c__r0", torch)
+    compare_official.write_report()
+    table = (results.parent / "compare_here.md").read_text()
+    assert "66.2 / 31.5 (77 / 36, 4 length buckets) |" in table
+    assert "66.2 / 31.5 (77 / 36) |" in table

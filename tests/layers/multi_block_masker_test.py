@@ -180,6 +180,28 @@ class MultiBlockMaskerTest(TestCase):
         self.assertFalse(np.array_equal(first["context_indices"], other["context_indices"]))
         self.assertFalse(np.array_equal(first["context_indices"], to_numpy(a(4))["context_indices"]))
 
+    def test_longest_mask_samples__as_the_layer_draws_and_seed_untouched(self):
+        for reference in (False, True):
+            masker = MultiBlockMasker(
+                grid_size=(8, 8), min_keep=4, seed=0, reference=reference, reference_group_size=4
+            )
+            state = to_numpy(masker.seed_generator.state)
+            context, target = masker.longest_mask_samples(4)
+            self.assertAllEqual(masker.seed_generator.state, state)
+            self.assertEqual((len(context), len(target)), (8192 // 4, 8192 // 4))
+            again = masker.longest_mask_samples(4)
+            self.assertAllEqual(again[0], context)
+            # The simulation's distribution is the layer's: its batches' longest masks.
+            drawn = to_numpy(masker.sample_batches(1000, 4))
+            drawn_context = drawn["context_mask"].sum(-1).max(-1)
+            drawn_target = drawn["target_mask"].sum(-1).max((-1, -2))
+            self.assertLessEqual(context.max(), masker.num_context_tokens)
+            self.assertLessEqual(target.max(), masker.num_target_tokens)
+            self.assertAlmostEqual(context.mean(), drawn_context.mean(), delta=0.3, msg=f"reference={reference}")
+            self.assertAlmostEqual(target.mean(), drawn_target.mean(), delta=0.3, msg=f"reference={reference}")
+        with self.assertRaisesRegex(ValueError, "batch_size"):
+            masker.longest_mask_samples(0)
+
     def test_init__unsatisfiable_config_raises_naming_the_value(self):
         cases = [
             (dict(target_scale=(0.0, 0.2)), r"target_scale=\(0.0, 0.2\)"),

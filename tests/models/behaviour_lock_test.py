@@ -14,7 +14,9 @@ class BehaviourLockTest(TestCase):
         # the tolerance leaves room for another CPU's matmul kernels only. TensorFlow's
         # was re-recorded when its graphs began cutting this run's target slots (the
         # StoP noise is drawn per slot, so it changed; with sigma=0 the old and the new
-        # cut gave bit-identical losses).
+        # cut gave bit-identical losses). JAX's was re-recorded when its train step began
+        # running length buckets (`FlexPredict(length_buckets=...)`), for the same reason;
+        # `jax_length_buckets_test` checks that with sigma=0 the buckets change nothing.
         with open(fixture_path(keras.backend.backend())) as f:
             expected = json.load(f)
         got = tiny_run()

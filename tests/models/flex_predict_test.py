@@ -226,8 +226,15 @@ class FlexPredictTest(TestCase):
             model.compile(optimizer="adamw")
             model.fit(images[: 8 * steps], batch_size=8, epochs=1, verbose=0)
             counts.append(CountingFlexPredict.training_calls)
-        # 50 steps with fresh masks every step trace the step exactly as often as 1 step.
-        self.assertEqual(counts[1], counts[0], msg=f"traces for 1 and 50 steps: {counts}")
+        if self.backend == "jax":
+            # One trace per length bucket the 50 batches needed (`length_buckets`), at
+            # most the model's buckets, however many distinct masks the steps drew.
+            used = model.train_function.length_bucketed_step.steps
+            self.assertEqual(counts[1], len(used), msg=f"traces {counts[1]}, buckets run {sorted(used)}")
+            self.assertLessEqual(len(used), len(model.train_length_buckets(8)))
+        else:
+            # 50 steps with fresh masks every step trace the step exactly as often as 1 step.
+            self.assertEqual(counts[1], counts[0], msg=f"traces for 1 and 50 steps: {counts}")
         # One trace: on TF the optimiser is built before `fit` traces the step, else
         # tf.function sees its variables created and traces the whole step again.
         self.assertEqual(counts[0], 1, msg=f"traces for 1 step: {counts[0]}")
@@ -248,6 +255,19 @@ class FlexPredictTest(TestCase):
         out_b = loaded(images, training=False)
         self.assertAllEqual(out_a["target_mask"], out_b["target_mask"])
         self.assertAllClose(out_a["predictions"], out_b["predictions"], atol=1e-5)
+
+    def test_length_buckets__in_the_config_bounded_and_checked(self):
+        model = tiny_flexpredict(length_buckets=2)
+        config = model.get_config()
+        self.assertEqual(config["length_buckets"], 2)
+        self.assertEqual(kfp.models.FlexPredict.from_config(config).length_buckets, 2)
+        buckets = model.train_length_buckets(8)
+        self.assertLessEqual(len(buckets), 2)
+        self.assertEqual(buckets[-1], (model.masker.num_context_tokens, model.masker.num_target_tokens))
+        self.assertEqual(tiny_flexpredict(length_buckets=1).train_length_buckets(8), (buckets[-1],))
+        for bad in (0, 1.5):
+            with self.assertRaisesRegex(ValueError, "length_buckets"):
+                tiny_flexpredict(length_buckets=bad)
 
     def test_export_target_encoder__reloads_with_identical_features(self):
         model = tiny_flexpredict()

@@ -1,0 +1,120 @@
+"""A JAX train function that runs each batch at the cheapest of a few static slot sizes
+(length buckets) its masks fit, instead of always at the masker's slots.
+
+Why: XLA compiles static shapes, so a jitted step pays for every padding slot, while
+eager torch and TensorFlow graphs cut each batch to its own masks. With the official
+masks at ViT-Tiny 224/16 batch 8 the full slots (77 context, 36 target) cost 285
+GFLOP a step against 247 on the real tokens (docs/flexpredict_step.md).
+
+How: before each step a small jitted function draws the batch's masks statelessly
+(from the seed state the step will use, so the masks are the same) and returns the
+longest real context and target mask; the host reads these two numbers and calls
+Keras's own `train_step`, jitted once per bucket, inside
+`utils.padding.cut_to_slots(kc, kt)` for the first (cheapest) bucket of
+`FlexPredict.train_length_buckets` that holds them. A bucket compiles the first time
+a batch needs it (like TensorFlow's per-length compilations), so buckets no batch
+uses cost nothing.
+
+The host read waits for the previous step to finish (the masks depend on its seed
+state), which costs a dispatch's latency per step: nothing measurable against a CPU
+step of seconds. Tried first and dropped: one program choosing its bucket with
+`jax.lax.switch` (no host read) ran 4-10% slower than the plain step with identical
+branches, held 0.5 GiB more memory and compiled every bucket up front
+(benchmarks/results/cpu_findings.md).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_flexpredict.utils import keras_internals
+from keras_flexpredict.utils.padding import cut_to_slots
+
+__all__ = ["LengthBucketedTrainFunction", "first_fitting_bucket", "make_length_bucketed_train_function"]
+
+
+def first_fitting_bucket(buckets, context_length, target_length):
+    """The first of `buckets` (`(kc, kt)` pairs, cheapest first) that holds a context
+    of `context_length` and targets of `target_length` tokens; the last bucket (the
+    masker's slots) holds every mask.
+
+    >>> first_fitting_bucket(((60, 30), (70, 36), (77, 36)), 65, 30)
+    (70, 36)
+    """
+    for bucket in buckets:
+        if context_length <= bucket[0] and target_length <= bucket[1]:
+            return tuple(bucket)
+    return tuple(buckets[-1])
+
+
+def _longest(mask, axes):
+    return ops.max(ops.sum(ops.cast(mask, "int32"), axis=-1), axis=axes)
+
+
+def _images(data):
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return x[0] if isinstance(x, (tuple, list)) else x
+
+
+class LengthBucketedTrainFunction:
+    """`step(state, data)` for Keras's JAX trainer: Keras's `model.train_step`, jitted
+    once per length bucket (donating the state, with the distribution's output
+    shardings, as Keras's own train function), run at the bucket the batch's masks
+    fit. `model` is a `FlexPredict`."""
+
+    def __init__(self, model, out_shardings=None):
+        import jax
+
+        self.model = model
+        self.out_shardings = out_shardings
+        self.steps = {}  # bucket -> jitted train step
+        self.buckets = {}  # batch size -> buckets
+        self.lengths = jax.jit(self._longest_masks)
+
+    def _longest_masks(self, state, data):
+        trainable, non_trainable = state[0], state[1]
+        mapping = list(zip(self.model.trainable_variables, trainable)) + list(
+            zip(self.model.non_trainable_variables, non_trainable)
+        )
+        # The seed state and replay counters as the step will read them; their updates
+        # are dropped with the scope.
+        with keras.StatelessScope(state_mapping=mapping):
+            masks = self.model.draw_masks(_images(data))
+        return ops.stack([_longest(masks["context_mask"], (0,)), _longest(masks["target_mask"], (0, 1))])
+
+    def _step(self, bucket):
+        if bucket not in self.steps:
+            import jax
+
+            def train_step(state, data):
+                with cut_to_slots(*bucket):
+                    return self.model.train_step(state, data)
+
+            self.steps[bucket] = jax.jit(train_step, donate_argnums=0, out_shardings=self.out_shardings)
+        return self.steps[bucket]
+
+    def __call__(self, state, data):
+        batch_size = _images(data).shape[0]
+        if batch_size not in self.buckets:
+            self.buckets[batch_size] = self.model.train_length_buckets(batch_size)
+        buckets = self.buckets[batch_size]
+        if len(buckets) == 1:
+            bucket = buckets[0]
+        else:
+            context_length, target_length = (int(v) for v in np.asarray(self.lengths(state, data)))
+            bucket = first_fitting_bucket(buckets, context_length, target_length)
+        return self._step(tuple(bucket))(state, data)
+
+
+def make_length_bucketed_train_function(model):
+    """Keras's JAX train function for `model` with length buckets (see the module), or
+    None where Keras's own applies: `run_eagerly`, `jit_compile=False`, Flax NNX."""
+    if model.run_eagerly or not model.jit_compile or keras.config.is_nnx_enabled():
+        return None
+    out_shardings = None
+    if keras.distribution.distribution() is not None:
+        out_shardings = (None, keras_internals.jax_state_sharding_spec(model))
+    step = LengthBucketedTrainFunction(model, out_shardings)
+    function = keras_internals.make_step_function(model, step)
+    function.length_bucketed_step = step  # its `steps` say which buckets ran
+    return function
