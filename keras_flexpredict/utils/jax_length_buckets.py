@@ -13,7 +13,10 @@ Keras's own `train_step`, jitted once per bucket, inside
 `utils.padding.cut_to_slots(kc, kt)` for the first (cheapest) bucket of
 `FlexPredict.train_length_buckets` that holds them. A bucket compiles the first time
 a batch needs it (like TensorFlow's per-length compilations), so buckets no batch
-uses cost nothing.
+uses cost nothing. It is compiled ahead of its first run and the compiler's freed
+working memory is handed back to the OS before the step allocates its buffers
+(`utils.memory.release_free_memory`): at ViT-Tiny 224/16 batch 8 that took the peak RSS
+from 2.40-2.44 to 1.78 GiB at the same speed.
 
 The host read waits for the previous step to finish (the masks depend on its seed
 state), which costs a dispatch's latency per step: nothing measurable against a CPU
@@ -28,6 +31,7 @@ import numpy as np
 from keras import ops
 
 from keras_flexpredict.utils import keras_internals
+from keras_flexpredict.utils.memory import release_free_memory
 from keras_flexpredict.utils.padding import cut_to_slots
 
 __all__ = ["LengthBucketedTrainFunction", "first_fitting_bucket", "make_length_bucketed_train_function"]
@@ -68,6 +72,7 @@ class LengthBucketedTrainFunction:
         self.model = model
         self.out_shardings = out_shardings
         self.steps = {}  # bucket -> jitted train step
+        self.compiled = set()  # (bucket, input structure and shapes) compiled so far
         self.buckets = {}  # batch size -> buckets
         self.lengths = jax.jit(self._longest_masks)
 
@@ -82,16 +87,30 @@ class LengthBucketedTrainFunction:
             masks = self.model.draw_masks(_images(data))
         return ops.stack([_longest(masks["context_mask"], (0,)), _longest(masks["target_mask"], (0, 1))])
 
-    def _step(self, bucket):
+    def _step(self, bucket, state, data):
+        import jax
+
         if bucket not in self.steps:
-            import jax
 
             def train_step(state, data):
                 with cut_to_slots(*bucket):
                     return self.model.train_step(state, data)
 
             self.steps[bucket] = jax.jit(train_step, donate_argnums=0, out_shardings=self.out_shardings)
-        return self.steps[bucket]
+        step = self.steps[bucket]
+        signature = (bucket, jax.tree_util.tree_structure((state, data))) + tuple(
+            (x.shape, x.dtype) for x in jax.tree_util.tree_leaves(data)
+        )
+        if signature not in self.compiled:
+            # Compiled ahead of its first run (into the jit's own cache), and the
+            # compiler's freed working memory (~0.6 GB at ViT-Tiny 224/16) handed back
+            # before the step allocates its buffers: else glibc keeps it in the heap for
+            # the rest of the run, and the peak memory is both together.
+            release_free_memory()
+            step.lower(state, data).compile()
+            release_free_memory()
+            self.compiled.add(signature)
+        return step
 
     def __call__(self, state, data):
         batch_size = _images(data).shape[0]
@@ -103,7 +122,7 @@ class LengthBucketedTrainFunction:
         else:
             context_length, target_length = (int(v) for v in np.asarray(self.lengths(state, data)))
             bucket = first_fitting_bucket(buckets, context_length, target_length)
-        return self._step(tuple(bucket))(state, data)
+        return self._step(tuple(bucket), state, data)(state, data)
 
 
 def make_length_bucketed_train_function(model):
