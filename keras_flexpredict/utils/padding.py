@@ -12,6 +12,7 @@ __all__ = [
     "cut_to_slots",
     "graph_length_multiple",
     "graph_shapes_may_vary",
+    "longest_mask",
     "shapes_may_vary",
     "trim_padding",
 ]
@@ -92,12 +93,12 @@ def trim_padding(masks):
     if _SLOTS:
         kc, kt = _SLOTS[-1]
     elif shapes_may_vary(context):
-        lengths = ops.stack([_longest(context), _longest(masks["target_mask"])])
+        lengths = ops.stack([longest_mask(context), longest_mask(masks["target_mask"])])
         # One host read for both lengths.
         kc, kt = (int(v) for v in ops.convert_to_numpy(lengths))
     elif graph_shapes_may_vary(context):
         kc, kt = (
-            _round_up(_longest(m), graph_length_multiple(m.shape[-1]), m.shape[-1])
+            _round_up(longest_mask(m), graph_length_multiple(m.shape[-1]), m.shape[-1])
             for m in (context, masks["target_mask"])
         )
     else:
@@ -110,5 +111,7 @@ def trim_padding(masks):
     }
 
 
-def _longest(mask):
+def longest_mask(mask):
+    """The batch's longest real mask: the most `True`s along the last axis of a
+    validity mask, over every row (an int32 scalar tensor)."""
     return ops.max(ops.sum(ops.cast(mask, "int32"), axis=-1))
