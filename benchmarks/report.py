@@ -75,6 +75,8 @@ def write_benchmarks_md():
         masker=_read("masker_statistics.md"),
         compare=_read("compare_official.md"),
         compare_reading=_read("compare_official_reading.md"),
+        compare_intel=_read("compare_intel.md"),
+        compare_intel_reading=_read("compare_intel_reading.md"),
         compare_epyc=_read("compare_epyc.md"),
         compare_epyc_reading=_read("compare_epyc_reading.md"),
         compare_epyc_buckets=_read("compare_epyc_buckets.md"),
@@ -159,20 +161,37 @@ GPU since.
 (activation checkpointing off) run from its own clone by `../shared/peers`, and ours
 through `model.fit` on each backend, one process per cell, in the same run. Masks
 `official`: ours replays the exact masks of the official run (same work on the same real
-tokens; in this table, from session 10, JAX pads them to the full static slots (since
-session 12 it runs length buckets, see the EPYC tables below), eager torch cuts each
-step's slots to its longest
-mask, TensorFlow to its longest mask rounded up to a multiple of an eighth of the slots).
-Every implementation runs 10 warm-up steps before the 8 timed ones. `reference`:
-`MultiBlockMasker(reference=True)` truncated per batch, as the official code at this
-batch. `default`: the library's flaw-free masks. MFU = model FLOPs on real tokens / step
-time / the fp32 matmul peak measured in the same round.
+tokens); JAX runs each batch at the cheapest of its compiled slot sizes that holds its
+masks (length buckets, since session 12; the tables of sessions 10 and 11 below ran
+every JAX batch at the full static slots), eager torch cuts each step's slots to its
+longest mask, TensorFlow to its longest mask rounded up to a multiple of an eighth of
+the slots. Every implementation runs 10 warm-up steps before the 8 timed ones.
+`reference`: `MultiBlockMasker(reference=True)` truncated per batch, as the official code
+at this batch. `default`: the library's flaw-free masks (more tokens than the official
+ones, so compare their MFU, not their step time, with the official step). MFU = model
+FLOPs on real tokens / step time / the fp32 matmul peak measured in the same round.
+
+### Now: every backend on the 2-core AMD EPYC (Zen 4) VM, official and default masks
+
+`python -m benchmarks.compare_official --masks official,default --torch-only-python
+.venv-torch-only/bin/python` (raw results in `benchmarks/results/compare`), glibc's
+malloc (the system allocator) for every cell.
 
 {compare}
 
 {compare_reading}
 
-### A second machine: 2-core AMD EPYC (Zen 4), glibc's malloc and tcmalloc
+### Session 10: the 2-core Intel VM of sessions 1-10, official, reference and default masks
+
+`python -m benchmarks.compare_official --torch-only-python .venv-torch-only/bin/python
+--results benchmarks/results/compare_intel` (run into the default folder then). JAX ran
+every batch at the full static slots.
+
+{compare_intel}
+
+{compare_intel_reading}
+
+### Session 11: the AMD EPYC VM, glibc's malloc and tcmalloc
 
 The same comparison, official masks only, on a 2-core AMD EPYC VM (the machine of
 session 11), every cell (the official one too) once with glibc's malloc and once with
@@ -184,7 +203,7 @@ tcmalloc preloaded (`scripts/with_tcmalloc.sh`):
 
 {compare_epyc_reading}
 
-### JAX with length buckets, on the same AMD EPYC VM
+### Session 12: JAX with length buckets, on the same AMD EPYC VM
 
 JAX's train function runs each batch at the cheapest of at most 4 compiled slot sizes
 its masks fit (`FlexPredict(length_buckets=...)`, session 12; the table above ran every

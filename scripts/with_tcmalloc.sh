@@ -9,8 +9,9 @@
 # kernel at every train step. glibc serves an allocation that large from a worker
 # thread with mmap whatever MALLOC_MMAP_MAX_ says, so every step first-touches ~150k
 # fresh pages. tcmalloc keeps the freed buffer for the next step. Measured on a 2-core
-# AMD EPYC VM (BENCHMARKS.md): JAX's step 6-10% faster, its peak RSS ~0.5 GiB lower in
-# most runs; torch and TensorFlow about as fast, 0.1-0.25 GiB lower peak RSS.
+# AMD EPYC VM (BENCHMARKS.md): JAX's step 0-16% faster, but with JAX's length buckets
+# (the CPU default) tcmalloc keeps each bucket's freed buffers, so peak RSS rose by
+# 0.5-1.2 GiB; torch and TensorFlow about as fast, 0.1-0.25 GiB lower peak RSS.
 #
 # Finds libtcmalloc_minimal.so.4 or libtcmalloc.so.4 in the usual library folders, or
 # takes KFP_TCMALLOC=/path/to/libtcmalloc.so. Without one, says how to install it
