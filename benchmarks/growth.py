@@ -100,7 +100,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default=",".join(CELLS))
     parser.add_argument("--backends", default="torch,jax,tensorflow")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--warmup", type=int, default=10,
+        help="untimed steps first (JAX compiles each length bucket, TensorFlow each new cut "
+        "length, the first time a batch needs it)",
+    )
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--report", action="store_true", help="only rebuild the table")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

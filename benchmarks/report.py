@@ -83,6 +83,8 @@ def write_benchmarks_md():
         compare_epyc_buckets_reading=_read("compare_epyc_buckets_reading.md"),
         growth=_read("growth.md"),
         growth_reading=_read("growth_reading.md"),
+        growth_intel=_read("growth_intel.md"),
+        growth_intel_reading=_read("growth_intel_reading.md"),
         cpu_findings=_read("cpu_findings.md"),
         data=_read("data_pipeline.md"),
         python=platform.python_version(),
@@ -217,11 +219,22 @@ batch at the full slots). JAX and the official step only, interleaved, both allo
 
 ## CPU: growth with batch and image size
 
-`python -m benchmarks.growth`: our step alone (no official cell), one process per cell.
+`python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step alone (no official cell),
+one process per cell, on the 2-core AMD EPYC VM (raw results in
+`benchmarks/results/growth`).
 
 {growth}
 
 {growth_reading}
+
+### Earlier: the Intel VM of sessions 1-10, before JAX's length buckets
+
+`python -m benchmarks.growth --warmup 2` (raw results in
+`benchmarks/results/growth_intel`).
+
+{growth_intel}
+
+{growth_intel_reading}
 
 ## CPU: what was tried for speed, and what it gave
 
