@@ -219,9 +219,9 @@ batch at the full slots). JAX and the official step only, interleaved, both allo
 
 ## CPU: growth with batch and image size
 
-`python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step alone (no official cell),
-one process per cell, on the 2-core AMD EPYC VM (raw results in
-`benchmarks/results/growth`).
+`python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step
+alone (no official cell), one process per cell, on the 2-core AMD EPYC VM (raw results
+in `benchmarks/results/growth`).
 
 {growth}
 
