@@ -81,8 +81,12 @@ def write_benchmarks_md():
         compare_epyc_reading=_read("compare_epyc_reading.md"),
         compare_epyc_buckets=_read("compare_epyc_buckets.md"),
         compare_epyc_buckets_reading=_read("compare_epyc_buckets_reading.md"),
+        compare_epyc_s13=_read("compare_epyc_s13.md"),
+        compare_epyc_s13_reading=_read("compare_epyc_s13_reading.md"),
         growth=_read("growth.md"),
         growth_reading=_read("growth_reading.md"),
+        growth_epyc_s13=_read("growth_epyc_s13.md"),
+        growth_epyc_s13_reading=_read("growth_epyc_s13_reading.md"),
         growth_intel=_read("growth_intel.md"),
         growth_intel_reading=_read("growth_intel_reading.md"),
         cpu_findings=_read("cpu_findings.md"),
@@ -176,12 +180,23 @@ FLOPs on real tokens / step time / the fp32 matmul peak measured in the same rou
 ### Now: every backend on the 2-core AMD EPYC (Zen 4) VM, official and default masks
 
 `python -m benchmarks.compare_official --masks official,default --torch-only-python
-.venv-torch-only/bin/python` (raw results in `benchmarks/results/compare`), glibc's
-malloc (the system allocator) for every cell.
+.venv-torch-only/bin/python`, then the same with `--first-round 2 --rounds 1` for a third
+round (raw results in `benchmarks/results/compare`), glibc's malloc (the system
+allocator) for every cell.
 
 {compare}
 
 {compare_reading}
+
+### Session 13: the same comparison before the predictor's last block was cut
+
+The same command and machine (raw results in `benchmarks/results/compare_epyc_s13`),
+with the predictor's last block still computing every context token's output (session
+14 computes only the target tokens' there; `TransformerBlock(outputs_from=...)`).
+
+{compare_epyc_s13}
+
+{compare_epyc_s13_reading}
 
 ### Session 10: the 2-core Intel VM of sessions 1-10, official, reference and default masks
 
@@ -226,6 +241,14 @@ in `benchmarks/results/growth`).
 {growth}
 
 {growth_reading}
+
+### Session 13: the same VM, before the predictor's last block was cut
+
+`python -m benchmarks.growth` (raw results in `benchmarks/results/growth_epyc_s13`).
+
+{growth_epyc_s13}
+
+{growth_epyc_s13_reading}
 
 ### Earlier: the Intel VM of sessions 1-10, before JAX's length buckets
 

@@ -50,6 +50,12 @@ class TransformerBlock(keras.layers.Layer):
             it only after its last block (padded tokens are never attended to, so their
             values never reach a real token); skipping it inside saves a select per
             block forward and backward. Defaults to True.
+        outputs_from: optional int (or scalar tensor) `s`. Compute the outputs of
+            tokens `s:` only: their queries attend to every token's keys and values,
+            and the attention output, MLP and residuals run on them alone. The result
+            is `(batch, length - s, hidden_dim)`, equal to `block(tokens)[:, s:]`. The
+            predictor's last block needs only its target tokens' outputs; this skips
+            the context tokens' work there. Defaults to None (every token).
 
     Example:
     >>> block = TransformerBlock(hidden_dim=8, num_heads=2)
@@ -113,12 +119,12 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_output.build(token_shape)
         self.mlp_output.build((None, None, int(d * self.mlp_ratio)))
 
-    def call(self, tokens, padding_mask=None, zero_padding=True):
+    def call(self, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
         mode = backend_adapter.block_stack_mode((self,), tokens)
         if mode == "eager_torch":
-            return backend_adapter.run_eager_torch_block(self, tokens, padding_mask, zero_padding)
+            return backend_adapter.run_eager_torch_block(self, tokens, padding_mask, zero_padding, outputs_from)
         if mode == "tf_fused":
-            return backend_adapter.run_tf_fused_block(self, tokens, padding_mask, zero_padding)
+            return backend_adapter.run_tf_fused_block(self, tokens, padding_mask, zero_padding, outputs_from)
         b, n = ops.shape(tokens)[0], ops.shape(tokens)[1]
         head_dim = self.hidden_dim // self.num_heads
         qkv = self.qkv(self.norm1(tokens))
@@ -126,11 +132,21 @@ class TransformerBlock(keras.layers.Layer):
         # One unstack, not three slices: on TF each slice's gradient zero-fills a whole
         # qkv-sized tensor (0.3 s of a 1.6 s ViT-Tiny step on 2 CPU cores).
         q, k, v = ops.unstack(qkv, num=3, axis=2)
+        if outputs_from is not None:
+            # The layers path keeps the Dense call whole (LoRA, quantisation) and drops
+            # the unused queries after it; the fast paths skip computing them.
+            tokens, q = tokens[:, outputs_from:], q[:, outputs_from:]
+            if padding_mask is not None:
+                padding_mask, keys_mask = padding_mask[:, outputs_from:], padding_mask
+            else:
+                keys_mask = None
+        else:
+            keys_mask = padding_mask
         mask = None
-        if padding_mask is not None:
-            mask = ops.cast(padding_mask, "bool")[:, None, None, :]
+        if keys_mask is not None:
+            mask = ops.cast(keys_mask, "bool")[:, None, None, :]
         attended = ops.dot_product_attention(q, k, v, mask=mask)
-        attended = ops.reshape(attended, (b, n, self.hidden_dim))
+        attended = ops.reshape(attended, (b, ops.shape(q)[1], self.hidden_dim))
         x = tokens + self.attention_output(attended)
         x = x + self.mlp_output(self.mlp_hidden(self.norm2(x)))
         if padding_mask is not None and zero_padding:
@@ -155,6 +171,13 @@ class TransformerBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def compute_output_spec(self, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
+        shape = list(tokens.shape)
+        if outputs_from is not None:
+            start = outputs_from if isinstance(outputs_from, int) else None
+            shape[1] = None if shape[1] is None or start is None else max(shape[1] - start, 0)
+        return keras.KerasTensor(tuple(shape), dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -67,11 +67,20 @@ def build_transformer_stack(blocks, norm, token_shape):
     norm.build(token_shape)
 
 
-def run_blocks(blocks, tokens, padding_mask=None, last_n=1):
+def run_blocks(blocks, tokens, padding_mask=None, last_n=1, outputs_from=None):
     """The tokens after each of the last `last_n` blocks (earliest first).
 
     Padded slots (`padding_mask` False) are never attended to and are not zeroed here:
     the caller zeroes them once, after its final norm.
+
+    With `outputs_from` (an int, or a scalar tensor on TensorFlow; `last_n` must be 1)
+    the last block computes only the outputs of tokens `outputs_from:`, the ones the
+    caller keeps (`TransformerBlock`'s `outputs_from`): the same values as
+    `run_blocks(...)[-1][:, outputs_from:]`, without the other tokens' queries,
+    attention output and MLP in that block. The predictor keeps only its target
+    tokens, so this skips most of the context tokens' work in its last block (ViT-Tiny
+    224/16 with the official masks: 68% of the predictor's tokens are context tokens,
+    so ~9% of the predictor's matmul work).
 
     The math is `block(tokens)` for each block in turn; `backend_adapter.
     block_stack_mode` chooses how it runs: plain torch functions on eager torch, one
@@ -80,16 +89,24 @@ def run_blocks(blocks, tokens, padding_mask=None, last_n=1):
     distribution), each block's Keras call otherwise (on TensorFlow in float32 with
     its LayerNorms and GELU fused by XLA).
     """
+    if outputs_from is not None and last_n != 1:
+        raise ValueError(
+            "`outputs_from` cuts the last block's outputs, so only that block's can be "
+            f"kept. Received: last_n={last_n}, outputs_from={outputs_from!r}"
+        )
     mode = backend_adapter.block_stack_mode(blocks, tokens)
     if mode in ("scan", "flat"):
-        return _functional_blocks(blocks, tokens, padding_mask, last_n, scan=mode == "scan")
+        return _functional_blocks(
+            blocks, tokens, padding_mask, last_n, scan=mode == "scan", outputs_from=outputs_from
+        )
     outputs = []
     first_kept = len(blocks) - last_n
     for i, block in enumerate(blocks):
+        cut = outputs_from if i == len(blocks) - 1 else None
         if mode == "eager_torch":
-            tokens = backend_adapter.run_eager_torch_block(block, tokens, padding_mask, zero_padding=False)
+            tokens = backend_adapter.run_eager_torch_block(block, tokens, padding_mask, False, cut)
         else:
-            tokens = block(tokens, padding_mask=padding_mask, zero_padding=False)
+            tokens = block(tokens, padding_mask=padding_mask, zero_padding=False, outputs_from=cut)
         if i >= first_kept:
             outputs.append(tokens)
     return outputs
@@ -115,13 +132,16 @@ def _block_weights(block, dtype):
     return weights
 
 
-def _block_function(weights, tokens, mask, batch, length, num_heads, epsilon):
-    """`TransformerBlock.call(tokens, padding_mask, zero_padding=False)` as a function
-    of the block's weights, on tokens flattened to `(batch * length, width)`: the same
-    ops, with every Dense a 2-D matmul (XLA:CPU ran the MLP's 3-D matmuls and their
-    gradients 2.3x slower than the same matmuls in 2-D)."""
+def _block_function(weights, tokens, mask, batch, length, num_heads, epsilon, outputs_from=None):
+    """`TransformerBlock.call(tokens, padding_mask, zero_padding=False, outputs_from)`
+    as a function of the block's weights, on tokens flattened to `(batch * length,
+    width)`: the same ops, with every Dense a 2-D matmul (XLA:CPU ran the MLP's 3-D
+    matmuls and their gradients 2.3x slower than the same matmuls in 2-D). With
+    `outputs_from` (a static int) the result is `(batch * (length - outputs_from),
+    width)`."""
     dtype = tokens.dtype
     width = tokens.shape[-1]
+    head_dim = width // num_heads
 
     def norm(x, name):
         y = ops.layer_normalization(x, weights[f"{name}/gamma"], weights[f"{name}/beta"], epsilon=epsilon)
@@ -132,8 +152,28 @@ def _block_function(weights, tokens, mask, batch, length, num_heads, epsilon):
         bias = weights.get(f"{name}/bias")
         return y if bias is None else y + bias
 
-    qkv = ops.reshape(dense(norm(tokens, "norm1"), "qkv"), (batch, length, 3, num_heads, width // num_heads))
-    attended = ops.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], mask=mask)
+    normed = norm(tokens, "norm1")
+    if outputs_from is None:
+        qkv = ops.reshape(dense(normed, "qkv"), (batch, length, 3, num_heads, head_dim))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    else:
+        # Only the kept tokens' queries: the kernel's query columns on them, its key
+        # and value columns on every token.
+        kept = length - outputs_from
+
+        def cut(x):
+            return ops.reshape(ops.reshape(x, (batch, length, width))[:, outputs_from:], (batch * kept, width))
+
+        kernel, bias = weights["qkv/kernel"], weights.get("qkv/bias")
+        q = ops.matmul(cut(normed), kernel[:, :width])
+        kv = ops.matmul(normed, kernel[:, width:])
+        if bias is not None:
+            q, kv = q + bias[:width], kv + bias[width:]
+        q = ops.reshape(q, (batch, kept, num_heads, head_dim))
+        kv = ops.reshape(kv, (batch, length, 2, num_heads, head_dim))
+        k, v = kv[:, :, 0], kv[:, :, 1]
+        tokens, length = cut(tokens), kept
+    attended = ops.dot_product_attention(q, k, v, mask=mask)
     x = tokens + dense(ops.reshape(attended, (batch * length, width)), "attention_output")
     hidden = _exact_gelu(dense(norm(x, "norm2"), "mlp_hidden"))
     return x + dense(hidden, "mlp_output")
@@ -153,7 +193,7 @@ def _exact_gelu(x):
 _SQRT_HALF = 0.7071067811865476
 
 
-def _functional_blocks(blocks, tokens, padding_mask, last_n, scan):
+def _functional_blocks(blocks, tokens, padding_mask, last_n, scan, outputs_from=None):
     first = blocks[0]
     for block in blocks[1:]:
         if (block.hidden_dim, block.num_heads, block.mlp_ratio, block.qkv_bias, block.layer_norm_epsilon) != (
@@ -167,10 +207,15 @@ def _functional_blocks(blocks, tokens, padding_mask, last_n, scan):
     batch, length, width = ops.shape(tokens)[0], ops.shape(tokens)[1], tokens.shape[-1]
     flat = ops.reshape(tokens, (batch * length, width))
 
-    def apply(weights, x):
-        return _block_function(weights, x, mask, batch, length, first.num_heads, first.layer_norm_epsilon)
+    def apply(weights, x, outputs_from=None):
+        return _block_function(
+            weights, x, mask, batch, length, first.num_heads, first.layer_norm_epsilon, outputs_from
+        )
 
-    if scan:
+    if outputs_from is not None:
+        # The last block runs on its own, outside the scan, to cut its outputs.
+        per_block, last = per_block[:-1], per_block[-1]
+    if scan and len(per_block) > 1:
         keep_all = last_n > 1
 
         def step(x, weights):
@@ -186,4 +231,7 @@ def _functional_blocks(blocks, tokens, padding_mask, last_n, scan):
             flat = apply(weights, flat)
             if i >= len(blocks) - last_n:
                 kept.append(flat)
-    return [ops.reshape(x, (batch, length, width)) for x in kept]
+    if outputs_from is None:
+        return [ops.reshape(x, (batch, length, width)) for x in kept]
+    flat = apply(last, kept[-1] if kept else flat, outputs_from)
+    return [ops.reshape(flat, (batch, length - outputs_from, width))]

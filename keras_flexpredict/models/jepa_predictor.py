@@ -33,7 +33,9 @@ class JEPAPredictor(keras.Model):
     `"context"` (`c_i = A (s_i + n_i) + b + psi_i`, masked tokens get the noise-free
     `psi_j + b`) or `"both"`. All `M` target blocks run in one pass as a batch
     of `B * M` sequences `[context; block m]`; padding slots of either are never attended
-    to. Blocks, final LayerNorm, a Dense `Dp -> De`; outputs at the target slots only.
+    to. Blocks, final LayerNorm, a Dense `Dp -> De`; outputs at the target slots only
+    (the last block computes only those: the context tokens' outputs there would be
+    dropped).
 
     Args:
         encoder_dim: int. `De`.
@@ -197,9 +199,10 @@ class JEPAPredictor(keras.Model):
             [ops.broadcast_to(context_mask[:, None], (b, m, kc)), target_mask], axis=2
         )
         keep = ops.reshape(keep, (b * m, kc + kt))
-        # Padded slots are zeroed once, at the output.
-        tokens = run_blocks(self.blocks, tokens, padding_mask=keep)[-1]
-        out = self.output_projection(self.norm(tokens[:, kc:]))
+        # Only the target slots' outputs are used, so the last block computes only
+        # theirs. Padded slots are zeroed once, at the output.
+        tokens = run_blocks(self.blocks, tokens, padding_mask=keep, outputs_from=kc)[-1]
+        out = self.output_projection(self.norm(tokens))
         out = ops.reshape(out, (b, m, kt, self.encoder_dim))
         return ops.where(target_mask[..., None], out, ops.zeros_like(out))
 

@@ -107,17 +107,40 @@ def attention(q, k, v, keep=None):
     return tf.transpose(tf.matmul(tf.nn.softmax(scores, axis=-1), v), (0, 2, 1, 3))
 
 
-def forward(block, tokens, padding_mask=None, zero_padding=True):
-    """`block.call(tokens, padding_mask, zero_padding)` with fused LayerNorms and GELU."""
-    b, n = ops.shape(tokens)[0], ops.shape(tokens)[1]
-    head_dim = block.hidden_dim // block.num_heads
-    qkv = _dense(block.qkv, layer_norm(block.norm1, tokens))
-    # One unstack, not three slices: each slice's gradient zero-fills a qkv-sized tensor.
-    q, k, v = ops.unstack(ops.reshape(qkv, (b, n, 3, block.num_heads, head_dim)), num=3, axis=2)
+def _queries_keys_values(block, normed, outputs_from):
+    """q, k, v `(batch, tokens, heads, head_dim)`; with `outputs_from`, q only for the
+    tokens `outputs_from:` (the kernel's query columns on those tokens, its key and
+    value columns on all: the other queries are never computed)."""
+    b, n = ops.shape(normed)[0], ops.shape(normed)[1]
+    heads, head_dim = block.num_heads, block.hidden_dim // block.num_heads
+    if outputs_from is None:
+        qkv = _dense(block.qkv, normed)
+        # One unstack, not three slices: each slice's gradient zero-fills a qkv-sized tensor.
+        return ops.unstack(ops.reshape(qkv, (b, n, 3, heads, head_dim)), num=3, axis=2)
+    d = block.hidden_dim
+    kernel = block.qkv.kernel.value
+    bias = block.qkv.bias.value if block.qkv.use_bias else None
+    kept = normed[:, outputs_from:]
+    q = ops.matmul(kept, kernel[:, :d])
+    kv = ops.matmul(normed, kernel[:, d:])
+    if bias is not None:
+        q, kv = tf.nn.bias_add(q, bias[:d]), tf.nn.bias_add(kv, bias[d:])
+    k, v = ops.unstack(ops.reshape(kv, (b, n, 2, heads, head_dim)), num=2, axis=2)
+    return ops.reshape(q, (b, ops.shape(kept)[1], heads, head_dim)), k, v
+
+
+def forward(block, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
+    """`block.call(tokens, padding_mask, zero_padding, outputs_from)` with fused
+    LayerNorms and GELU."""
+    q, k, v = _queries_keys_values(block, layer_norm(block.norm1, tokens), outputs_from)
     keep = None if padding_mask is None else ops.cast(padding_mask, "bool")
-    attended = ops.reshape(attention(q, k, v, keep), (b, n, block.hidden_dim))
+    attended = attention(q, k, v, keep)
+    if outputs_from is not None:
+        tokens = tokens[:, outputs_from:]
+        keep = None if keep is None else keep[:, outputs_from:]
+    attended = ops.reshape(attended, (ops.shape(tokens)[0], ops.shape(tokens)[1], block.hidden_dim))
     x = tokens + _dense(block.attention_output, attended)
     x = x + _dense(block.mlp_output, gelu(_dense(block.mlp_hidden, layer_norm(block.norm2, x))))
-    if padding_mask is not None and zero_padding:
-        x = ops.where(ops.cast(padding_mask, "bool")[..., None], x, ops.zeros_like(x))
+    if keep is not None and zero_padding:
+        x = ops.where(keep[..., None], x, ops.zeros_like(x))
     return x

@@ -32,14 +32,34 @@ def _dense(layer, x):
     return F.linear(x, _weight(layer.kernel, x.dtype).t(), bias)
 
 
-def forward(block, tokens, padding_mask=None, zero_padding=True):
-    """`block.call(tokens, padding_mask, zero_padding)` in plain torch."""
-    b, n, d = tokens.shape
+def _queries_keys_values(block, normed, outputs_from):
+    """q `(b, heads, n - outputs_from, head_dim)`, k and v `(b, heads, n, head_dim)`:
+    with `outputs_from`, the queries of the other tokens are never computed (the
+    kernel's query columns on the kept tokens, its key and value columns on all)."""
+    b, n, d = normed.shape
     heads = block.num_heads
-    qkv = _dense(block.qkv, _layer_norm(block.norm1, tokens))
-    q, k, v = qkv.view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    if outputs_from is None:
+        qkv = _dense(block.qkv, normed)
+        return qkv.view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    kernel = _weight(block.qkv.kernel, normed.dtype)
+    bias = _weight(block.qkv.bias, normed.dtype) if block.qkv.use_bias else None
+    kept = normed[:, outputs_from:]
+    q = F.linear(kept, kernel[:, :d].t(), None if bias is None else bias[:d])
+    kv = F.linear(normed, kernel[:, d:].t(), None if bias is None else bias[d:])
+    k, v = kv.view(b, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    return q.view(b, kept.shape[1], heads, d // heads).transpose(1, 2), k, v
+
+
+def forward(block, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
+    """`block.call(tokens, padding_mask, zero_padding, outputs_from)` in plain torch."""
+    d = tokens.shape[-1]
+    q, k, v = _queries_keys_values(block, _layer_norm(block.norm1, tokens), outputs_from)
     keep = None if padding_mask is None else padding_mask.to(torch.bool)
     mask = None if keep is None else keep[:, None, None, :]
+    if outputs_from is not None:
+        tokens = tokens[:, outputs_from:]
+        keep = None if keep is None else keep[:, outputs_from:]
+    b, n = tokens.shape[:2]
     attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     x = tokens + _dense(block.attention_output, attended.transpose(1, 2).reshape(b, n, d))
     x = x + _dense(block.mlp_output, F.gelu(_dense(block.mlp_hidden, _layer_norm(block.norm2, x))))

@@ -129,13 +129,13 @@ def block_stack_mode(blocks, tokens):
     return "flat"
 
 
-def run_tf_fused_block(block, tokens, padding_mask=None, zero_padding=True):
-    """`block.call(tokens, padding_mask, zero_padding)` on TensorFlow with each
-    LayerNorm and the GELU as small XLA-compiled forward and backward functions (see
-    `block_stack_mode` for where it applies)."""
+def run_tf_fused_block(block, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
+    """`block.call(tokens, padding_mask, zero_padding, outputs_from)` on TensorFlow
+    with each LayerNorm and the GELU as small XLA-compiled forward and backward
+    functions (see `block_stack_mode` for where it applies)."""
     from keras_flexpredict.utils import _tf_block
 
-    return _tf_block.forward(block, tokens, padding_mask, zero_padding)
+    return _tf_block.forward(block, tokens, padding_mask, zero_padding, outputs_from)
 
 
 def scan_step(step):
@@ -152,12 +152,12 @@ def scan_step(step):
     return jax.checkpoint(step, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
 
 
-def run_eager_torch_block(block, tokens, padding_mask=None, zero_padding=True):
-    """`block.call(tokens, padding_mask, zero_padding)` as plain torch functions (see
-    `block_stack_mode` for where it applies)."""
+def run_eager_torch_block(block, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
+    """`block.call(tokens, padding_mask, zero_padding, outputs_from)` as plain torch
+    functions (see `block_stack_mode` for where it applies)."""
     from keras_flexpredict.utils import _torch_block
 
-    return _torch_block.forward(block, tokens, padding_mask, zero_padding)
+    return _torch_block.forward(block, tokens, padding_mask, zero_padding, outputs_from)
 
 
 # ------------------------------------------------------------- arithmetic

@@ -15,6 +15,7 @@ from keras_flexpredict.utils import backend_adapter
 from transformer_block_test import randomize_weights
 
 EXPECTED_MODE = {"jax": "scan", "tensorflow": "tf_fused", "torch": "eager_torch"}
+FAST_MODES = {"jax": ["scan", "flat"], "tensorflow": ["tf_fused"], "torch": ["eager_torch"]}
 
 
 def _stack(depth=3, dtype=None):
@@ -34,15 +35,24 @@ def _inputs():
     return x, mask
 
 
-def _loss_and_grads(blocks, x, mask, mode, last_n):
+def _loss_and_grads(blocks, x, mask, mode, last_n, outputs_from=None):
     """The kept outputs and the gradients of a fixed loss of them w.r.t. the tokens and
-    every weight, with `run_blocks` in `mode` (None: the backend's own choice)."""
+    every weight, with `run_blocks` in `mode` (None: the backend's own choice). With
+    `outputs_from` the loss sees only the last block's tokens `outputs_from:`: cut by
+    `run_blocks` itself, or (`outputs_from=("slice", s)`) sliced from its full output."""
     weights = [w for b in blocks for w in b.trainable_weights]
     patch = mock.patch.object(backend_adapter, "block_stack_mode", return_value=mode) if mode else mock.MagicMock()
-    real = ops.convert_to_tensor(mask[..., None], "float32")
+    sliced = isinstance(outputs_from, tuple)
+    start = outputs_from[1] if sliced else outputs_from
+    kept_mask = mask if start is None else mask[:, start:]
+    real = ops.convert_to_tensor(kept_mask[..., None], "float32")
 
     def loss_fn(tokens, values):
-        outs = run_blocks(blocks, tokens, ops.convert_to_tensor(mask), last_n=last_n)
+        outs = run_blocks(
+            blocks, tokens, ops.convert_to_tensor(mask), last_n=last_n, outputs_from=None if sliced else start
+        )
+        if sliced:
+            outs = [o[:, start:] for o in outs]
         return sum(ops.sum(ops.square(o * real) * (i + 1)) for i, o in enumerate(outs)), outs
 
     with patch:
@@ -73,7 +83,7 @@ def _loss_and_grads(blocks, x, mask, mode, last_n):
             tokens.requires_grad_(True)
             loss, outs = loss_fn(tokens, None)
             grads = torch.autograd.grad(loss, [tokens] + [w.value for w in weights])
-    return [ops.convert_to_numpy(o) * mask[..., None] for o in outs], [ops.convert_to_numpy(g) for g in grads]
+    return [ops.convert_to_numpy(o) * kept_mask[..., None] for o in outs], [ops.convert_to_numpy(g) for g in grads]
 
 
 class BlockStackModeTest(TestCase):
@@ -86,7 +96,7 @@ class BlockStackModeTest(TestCase):
     def test_modes__equal_the_layers_outputs_and_gradients(self):
         blocks = _stack()
         x, mask = _inputs()
-        modes = {"jax": ["scan", "flat"], "tensorflow": ["tf_fused"], "torch": ["eager_torch"]}[keras.backend.backend()]
+        modes = FAST_MODES[keras.backend.backend()]
         for last_n in (1, 2):
             want_outs, want_grads = _loss_and_grads(blocks, x, mask, "layers", last_n)
             self.assertGreater(max(np.abs(g).max() for g in want_grads[1:]), 1e-3)
@@ -97,6 +107,25 @@ class BlockStackModeTest(TestCase):
                     self.assertAllClose(got, want, atol=1e-4, rtol=1e-4)
                 for got, want in zip(grads, want_grads):
                     self.assertAllClose(got, want, atol=1e-3, rtol=1e-3)
+
+    def test_outputs_from__equals_the_cut_full_output_in_every_mode(self):
+        x, mask = _inputs()
+        modes = FAST_MODES[keras.backend.backend()]
+        for depth in (1, 2, 3):
+            blocks = _stack(depth=depth)
+            want_outs, want_grads = _loss_and_grads(blocks, x, mask, "layers", 1, outputs_from=("slice", 2))
+            for mode in ["layers"] + modes + [None]:
+                outs, grads = _loss_and_grads(blocks, x, mask, mode, 1, outputs_from=2)
+                self.assertEqual(tuple(outs[0].shape), (3, 4, 16))
+                self.assertAllClose(outs[0], want_outs[0], atol=1e-4, rtol=1e-4)
+                for got, want in zip(grads, want_grads):
+                    self.assertAllClose(got, want, atol=1e-3, rtol=1e-3)
+
+    def test_outputs_from__keeps_only_the_last_block(self):
+        blocks = _stack()
+        x, _ = _inputs()
+        with self.assertRaisesRegex(ValueError, "last_n=2"):
+            run_blocks(blocks, ops.convert_to_tensor(x), last_n=2, outputs_from=3)
 
     def test_lora__falls_back_to_the_layers(self):
         blocks = _stack()

@@ -86,6 +86,17 @@ class TransformerBlockTest(TestCase):
         alone = to_np(block(x[:1, mask[0]]))
         np.testing.assert_allclose(out[0, mask[0]], alone[0], atol=1e-5, rtol=1e-5)
 
+    def test_call__outputs_from_gives_the_kept_tokens_of_the_full_output(self):
+        block, x = self._block_and_input()
+        mask = np.array([[True, True, False, True, False], [True, False, True, True, True]])
+        want = numpy_block(x.astype(np.float64), block, mask)[:, 2:]
+        out = block(x, padding_mask=mask, outputs_from=2)
+        self.assertEqual(tuple(out.shape), (2, 3, 16))
+        self.assertAllClose(out, want, atol=1e-4, rtol=1e-4)
+        self.assertAllClose(block(x, outputs_from=4), numpy_block(x.astype(np.float64), block)[:, 4:], atol=1e-4)
+        symbolic = block(keras.KerasTensor((None, 5, 16)), outputs_from=2)
+        self.assertEqual(tuple(symbolic.shape), (None, 3, 16))
+
     def test_call__all_true_mask_equals_no_mask(self):
         block, x = self._block_and_input()
         self.assertAllClose(block(x, padding_mask=np.ones(x.shape[:2], bool)), block(x), atol=1e-6)
