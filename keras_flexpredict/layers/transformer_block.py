@@ -132,16 +132,13 @@ class TransformerBlock(keras.layers.Layer):
         # One unstack, not three slices: on TF each slice's gradient zero-fills a whole
         # qkv-sized tensor (0.3 s of a 1.6 s ViT-Tiny step on 2 CPU cores).
         q, k, v = ops.unstack(qkv, num=3, axis=2)
+        keys_mask = padding_mask
         if outputs_from is not None:
             # The layers path keeps the Dense call whole (LoRA, quantisation) and drops
             # the unused queries after it; the fast paths skip computing them.
             tokens, q = tokens[:, outputs_from:], q[:, outputs_from:]
             if padding_mask is not None:
-                padding_mask, keys_mask = padding_mask[:, outputs_from:], padding_mask
-            else:
-                keys_mask = None
-        else:
-            keys_mask = padding_mask
+                padding_mask = padding_mask[:, outputs_from:]
         mask = None
         if keys_mask is not None:
             mask = ops.cast(keys_mask, "bool")[:, None, None, :]
