@@ -49,8 +49,10 @@ session 12); each JAX result records the buckets it could choose from.
 `--torch-only-python PATH` adds the cell `ours-torch-only`: the torch backend run by
 another interpreter whose environment has no JAX or TensorFlow, as a torch user installs
 it (`make torch-only-env` builds `.venv-torch-only`). With JAX installed, `import keras`
-imports it (`keras/src/callbacks/orbax_checkpoint.py`), ~0.2 GiB of RSS that a torch-only
-install does not pay; the step itself is the same.
+imports it (`keras/src/callbacks/orbax_checkpoint.py`), ~0.13 GiB of RSS that a torch-only
+install does not pay; since session 15 `import keras_flexpredict` first imports Keras
+without it (`utils.keras_import`), as the worker here does, so the two cells should differ
+only by what else each environment loads; the step itself is the same.
 
 Needs: the official StoP clone (`../.mirror/amirbar+StoP/repo`, or `MIRROR`), the
 peers harness (`../shared/peers`, or `PEERS`), pyyaml (`pip install -e .[bench]`).
@@ -194,6 +196,8 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None, leng
     `masks`: "official" (replay the official run's masks from `replay`),
     "reference" (`MultiBlockMasker(reference=True)`) or "default". `length_buckets`:
     `FlexPredict(length_buckets=...)` (JAX), or None for the model's default."""
+    import keras_flexpredict  # first: imports Keras without JAX on the other backends
+
     import keras
     import numpy as np
 

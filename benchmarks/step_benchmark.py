@@ -18,6 +18,8 @@ import platform
 import resource
 import time
 
+import keras_flexpredict  # first: imports Keras without JAX on the other backends
+
 import keras
 import numpy as np
 

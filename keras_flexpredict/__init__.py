@@ -2,6 +2,10 @@
 
 import importlib
 
+from keras_flexpredict.utils.keras_import import import_keras
+
+import_keras()  # before any module of ours imports Keras: see `utils.keras_import`
+
 from keras_flexpredict import callbacks
 from keras_flexpredict import distribution
 from keras_flexpredict import layers
