@@ -81,6 +81,8 @@ def write_benchmarks_md():
         compare_epyc_reading=_read("compare_epyc_reading.md"),
         compare_epyc_buckets=_read("compare_epyc_buckets.md"),
         compare_epyc_buckets_reading=_read("compare_epyc_buckets_reading.md"),
+        compare_epyc_s14=_read("compare_epyc_s14.md"),
+        compare_epyc_s14_reading=_read("compare_epyc_s14_reading.md"),
         compare_epyc_s13=_read("compare_epyc_s13.md"),
         compare_epyc_s13_reading=_read("compare_epyc_s13_reading.md"),
         growth=_read("growth.md"),
@@ -187,6 +189,19 @@ allocator) for every cell.
 {compare}
 
 {compare_reading}
+
+### Session 14: the same comparison, our cells fed an array of every step's images
+
+The same command and machine (raw results in `benchmarks/results/compare_epyc_s14`).
+Before session 15 our cells passed `model.fit` an array of all 18 steps' images (87 MB
+at 224 px batch 8, copied once more into a tensor by TensorFlow's data adapter), where
+the official harness holds one batch; and `import keras` imported JAX in the torch and
+TensorFlow cells (session 15: `utils.keras_import`). The train step itself has not
+changed since.
+
+{compare_epyc_s14}
+
+{compare_epyc_s14_reading}
 
 ### Session 13: the same comparison before the predictor's last block was cut
 
