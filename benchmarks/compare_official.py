@@ -24,6 +24,11 @@ library's maskers (`reference`, `default`) a timed step can still meet a new len
 (since session 10; before, the official masks' warm-up was their steps 0-9, and 1-2 of
 the 8 timed TF steps compiled).
 
+Both sides hold one batch of images: the official harness feeds the same batch every
+step, ours a `keras.utils.PyDataset` that returns one batch `warmup + steps` times
+(since session 15; before, `fit` got an array of every step's images, 87 MB at 224 px
+batch 8, which TensorFlow's data adapter copied once more: ~0.24 GiB of TF's peak RSS).
+
 Reported per cell: median step time after warm-up, images/s, ratio to the official
 step of the same round, model FLOPs per step on real tokens (target encoder forward,
 context encoder and predictor forward + backward; the same definition as the official

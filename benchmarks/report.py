@@ -182,9 +182,8 @@ FLOPs on real tokens / step time / the fp32 matmul peak measured in the same rou
 ### Now: every backend on the 2-core AMD EPYC (Zen 4) VM, official and default masks
 
 `python -m benchmarks.compare_official --masks official,default --torch-only-python
-.venv-torch-only/bin/python`, then the same with `--first-round 2 --rounds 1` for a third
-round (raw results in `benchmarks/results/compare`), glibc's malloc (the system
-allocator) for every cell.
+.venv-torch-only/bin/python` (two rounds; raw results in `benchmarks/results/compare`),
+glibc's malloc (the system allocator) for every cell.
 
 {compare}
 
@@ -192,7 +191,8 @@ allocator) for every cell.
 
 ### Session 14: the same comparison, our cells fed an array of every step's images
 
-The same command and machine (raw results in `benchmarks/results/compare_epyc_s14`).
+The same command and machine, plus a third round (`--first-round 2 --rounds 1`; raw
+results in `benchmarks/results/compare_epyc_s14`).
 Before session 15 our cells passed `model.fit` an array of all 18 steps' images (87 MB
 at 224 px batch 8, copied once more into a tensor by TensorFlow's data adapter), where
 the official harness holds one batch; and `import keras` imported JAX in the torch and
