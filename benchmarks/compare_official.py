@@ -201,7 +201,7 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None, leng
     `masks`: "official" (replay the official run's masks from `replay`),
     "reference" (`MultiBlockMasker(reference=True)`) or "default". `length_buckets`:
     `FlexPredict(length_buckets=...)` (JAX), or None for the model's default."""
-    import keras_flexpredict  # first: imports Keras without JAX on the other backends
+    import keras_flexpredict  # first: imports Keras without JAX on torch (utils.keras_import)
 
     import keras
     import numpy as np

@@ -195,9 +195,8 @@ The same command and machine, plus a third round (`--first-round 2 --rounds 1`; 
 results in `benchmarks/results/compare_epyc_s14`).
 Before session 15 our cells passed `model.fit` an array of all 18 steps' images (87 MB
 at 224 px batch 8, copied once more into a tensor by TensorFlow's data adapter), where
-the official harness holds one batch; and `import keras` imported JAX in the torch and
-TensorFlow cells (session 15: `utils.keras_import`). The train step itself has not
-changed since.
+the official harness holds one batch; and `import keras` imported JAX in the torch
+cells (session 15: `utils.keras_import`). The train step itself has not changed since.
 
 {compare_epyc_s14}
 

@@ -18,7 +18,7 @@ import platform
 import resource
 import time
 
-import keras_flexpredict  # first: imports Keras without JAX on the other backends
+import keras_flexpredict  # first: imports Keras without JAX on torch (utils.keras_import)
 
 import keras
 import numpy as np
