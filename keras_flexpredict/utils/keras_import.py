@@ -8,6 +8,15 @@ GiB). `keras_flexpredict` imports Keras through `import_keras`, first thing.
 
 Not on TensorFlow: TensorFlow imports JAX itself (`tf.lite`, for its JAX converter), and
 hiding JAX there would leave that converter off for the whole process.
+
+On every backend, Keras's serializer (`serialize_keras_object`, behind any
+`get_config()`, `model.save` or checkpoint) asks `tf.available` before testing whether
+a value is a `tf.TensorShape`, `tf.DType` or `tf.TypeSpec`, and that question imports
+all of TensorFlow (and JAX, through `tf.lite`) when it is installed: +0.66 GiB of
+resident memory in a torch or JAX process. `import_keras` gives the serializer a view of
+Keras's lazy `tensorflow` module that reports TensorFlow as available only once it has
+been imported: no value can be a TensorFlow object before then, so what it serializes
+is unchanged. Nothing else in Keras sees the view.
 """
 
 import os
@@ -31,12 +40,37 @@ def import_keras():
     backend = os.environ.get("KERAS_BACKEND", "").strip().lower()
     if "keras" in sys.modules or "jax" in sys.modules or backend in ("", "jax", "tensorflow"):
         import keras
-
-        return keras
-    sys.modules["jax"] = None  # `import jax` raises ImportError, which Keras catches
-    try:
-        import keras
-    finally:
-        if "jax" in sys.modules and sys.modules["jax"] is None:
-            del sys.modules["jax"]
+    else:
+        sys.modules["jax"] = None  # `import jax` raises ImportError, which Keras catches
+        try:
+            import keras
+        finally:
+            if "jax" in sys.modules and sys.modules["jax"] is None:
+                del sys.modules["jax"]
+    _serialize_without_importing_tensorflow()
     return keras
+
+
+class _TensorFlowOnceImported:
+    """Keras's lazy `tensorflow` module, `available` only once TensorFlow is imported."""
+
+    def __init__(self, lazy_module):
+        self._lazy_module = lazy_module
+
+    @property
+    def available(self):
+        return sys.modules.get("tensorflow") is not None and self._lazy_module.available
+
+    def __getattr__(self, name):
+        return getattr(self._lazy_module, name)
+
+
+def _serialize_without_importing_tensorflow():
+    from keras.src.saving import serialization_lib
+
+    lazy_module = getattr(serialization_lib, "tf", None)
+    if lazy_module is None or isinstance(lazy_module, _TensorFlowOnceImported):
+        return  # another Keras layout, or done already
+    if not hasattr(type(lazy_module), "available"):
+        return  # not Keras's LazyModule: leave it alone
+    serialization_lib.tf = _TensorFlowOnceImported(lazy_module)

@@ -47,3 +47,43 @@ class ImportKerasTest(TestCase):
         if keras.backend.backend() != "jax":
             self.skipTest("Checked in the JAX run (one subprocess per backend run).")
         self.assertEqual(self._run("jax"), ["jax", "True", "3.0"])
+
+
+_SERIALIZE = textwrap.dedent(
+    """
+    import os, sys, tempfile
+    import numpy as np
+    import keras_flexpredict
+    import keras
+    from keras_flexpredict.layers import MultiBlockMasker
+    from keras_flexpredict.models import ViTEncoder
+    from keras.src.saving import serialization_lib
+
+    config = MultiBlockMasker(grid_size=(14, 14)).get_config()
+    encoder = ViTEncoder(image_size=16, patch_size=8, hidden_dim=8, depth=1, num_heads=2)
+    x = np.ones((1, 16, 16, 3), "float32")
+    expected = keras.ops.convert_to_numpy(encoder(x))
+    path = os.path.join(tempfile.mkdtemp(), "encoder.keras")
+    encoder.save(path)
+    revived = keras.saving.load_model(path)
+    same = np.allclose(keras.ops.convert_to_numpy(revived(x)), expected)
+    before = "tensorflow" in sys.modules
+    import tensorflow as tf  # once imported, its objects serialize as before
+    shape = serialization_lib.serialize_keras_object(tf.TensorShape([2, 3]))
+    print(before, same, shape == [2, 3], config["grid_size"] == (14, 14))
+    """
+)
+
+
+class SerializeWithoutTensorFlowTest(TestCase):
+    def test_save_and_get_config_do_not_import_tensorflow(self):
+        if keras.backend.backend() == "tensorflow":
+            self.skipTest("TensorFlow is loaded by its own backend.")
+        if importlib.util.find_spec("tensorflow") is None:
+            self.skipTest("TensorFlow is not installed here: nothing would import it.")
+        env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+        result = subprocess.run(
+            [sys.executable, "-c", _SERIALIZE], env=env, capture_output=True, text=True, timeout=300
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertEqual(result.stdout.split()[-4:], ["False", "True", "True", "True"])
