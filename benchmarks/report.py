@@ -81,8 +81,8 @@ def write_benchmarks_md():
         compare_epyc_reading=_read("compare_epyc_reading.md"),
         compare_epyc_buckets=_read("compare_epyc_buckets.md"),
         compare_epyc_buckets_reading=_read("compare_epyc_buckets_reading.md"),
-        compare_epyc_s14=_read("compare_epyc_s14.md"),
-        compare_epyc_s14_reading=_read("compare_epyc_s14_reading.md"),
+        compare_epyc_s15=_read("compare_epyc_s15.md"),
+        compare_epyc_s15_reading=_read("compare_epyc_s15_reading.md"),
         compare_epyc_s13=_read("compare_epyc_s13.md"),
         compare_epyc_s13_reading=_read("compare_epyc_s13_reading.md"),
         growth=_read("growth.md"),
@@ -189,18 +189,20 @@ glibc's malloc (the system allocator) for every cell.
 
 {compare_reading}
 
-### Session 14: the same comparison, our cells fed an array of every step's images
+### Session 15: the same comparison, Keras's serializer still importing TensorFlow
 
-The same command and machine, plus a third round (`--first-round 2 --rounds 1`; raw
-results in `benchmarks/results/compare_epyc_s14`).
-Before session 15 our cells passed `model.fit` an array of all 18 steps' images (87 MB
-at 224 px batch 8, copied once more into a tensor by TensorFlow's data adapter), where
-the official harness holds one batch; and `import keras` imported JAX in the torch
-cells (session 15: `utils.keras_import`). The train step itself has not changed since.
+The same command and machine (raw results in `benchmarks/results/compare_epyc_s15`).
+Until session 16 the default-mask cells of torch and JAX imported all of TensorFlow (and
+JAX) in the development environment: the harness builds a twin of the model's masker
+from `get_config()`, and Keras's serializer asks `tf.available` (session 16:
+`utils.keras_import` gives the serializer a view that does not import it). Their peak
+memory in this table carries that ~0.5-0.7 GiB; the official-mask cells do not. Session
+14's run (our cells fed an array of every step's images, JAX imported by Keras on torch)
+is in `benchmarks/results/compare_epyc_s14.md`.
 
-{compare_epyc_s14}
+{compare_epyc_s15}
 
-{compare_epyc_s14_reading}
+{compare_epyc_s15_reading}
 
 ### Session 13: the same comparison before the predictor's last block was cut
 
