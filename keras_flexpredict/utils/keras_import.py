@@ -1,4 +1,5 @@
-"""Importing Keras without JAX when another backend was chosen.
+"""Importing Keras without JAX when another backend was chosen, and without TensorFlow
+when Keras serializes.
 
 Keras 3.15's `keras.callbacks` imports JAX whenever JAX is installed, whatever the
 backend (a compatibility patch for `jax.monitoring` in its Orbax callback). A
@@ -31,7 +32,8 @@ def import_keras():
     is loaded yet. JAX stays importable afterwards (`import jax` later works as usual,
     and Keras's JAX-based callbacks import it when used); with `KERAS_BACKEND` unset,
     `jax` or `tensorflow` (see the module), or when Keras is already imported, this is
-    a plain `import keras`.
+    a plain `import keras`. On every backend, Keras's serializer then imports
+    TensorFlow only once something else has (see the module).
 
     >>> keras = import_keras()
     >>> keras.ops.convert_to_numpy(keras.ops.ones((2,))).tolist()
@@ -66,11 +68,11 @@ class _TensorFlowOnceImported:
 
 
 def _serialize_without_importing_tensorflow():
-    from keras.src.saving import serialization_lib
+    from keras_flexpredict.utils import keras_internals
 
-    lazy_module = getattr(serialization_lib, "tf", None)
-    if lazy_module is None or isinstance(lazy_module, _TensorFlowOnceImported):
-        return  # another Keras layout, or done already
+    lazy_module = keras_internals.serializer_tensorflow_module()
+    if isinstance(lazy_module, _TensorFlowOnceImported):
+        return  # done already
     if not hasattr(type(lazy_module), "available"):
         return  # not Keras's LazyModule: leave it alone
-    serialization_lib.tf = _TensorFlowOnceImported(lazy_module)
+    keras_internals.wrap_serializer_tensorflow_module(_TensorFlowOnceImported)

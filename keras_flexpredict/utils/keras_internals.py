@@ -41,6 +41,8 @@ __all__ = [
     "torch_parallel_adam_step",
     "jax_state_sharding_spec",
     "make_step_function",
+    "serializer_tensorflow_module",
+    "wrap_serializer_tensorflow_module",
 ]
 
 
@@ -80,6 +82,7 @@ _BACKUP = "recipes/atomic_backup_and_restore.py"
 _HERE = "keras_flexpredict/utils/keras_internals.py"
 _ADAPTER = "keras_flexpredict/utils/backend_adapter.py"
 _BUCKETS = "keras_flexpredict/utils/jax_length_buckets.py"
+_IMPORT = "keras_flexpredict/utils/keras_import.py"
 
 PRIVATE_API = (
     # -- imported names ------------------------------------------------------------
@@ -96,6 +99,12 @@ PRIVATE_API = (
         "keras.src.utils.backend_utils", "DynamicBackend", "symbol", ("self", "backend"),
         ("keras_flexpredict/layers/multi_block_masker.py",),
         "the masker samples with the ops of its DataLayer backend",
+    ),
+    PrivateAPI(
+        "keras.src.saving.serialization_lib", "tf", "symbol", None, (_IMPORT, _HERE),
+        "the serializer's lazy tensorflow module, whose `available` imports TensorFlow: "
+        "wrapped so that serializing does not import it (utils.keras_import)",
+        source=("keras.src.saving.serialization_lib.serialize_keras_object", "tf.available"),
     ),
     PrivateAPI(
         "keras.src.utils.tracking", "no_automatic_dependency_tracking", "symbol", ("fn",),
@@ -283,3 +292,17 @@ def jax_state_sharding_spec(model):
 def set_initial_epoch(model, epoch):
     """Makes the next `model.fit` start at `epoch`, as Keras's `BackupAndRestore` does."""
     model._initial_epoch = int(epoch)
+
+
+def serializer_tensorflow_module():
+    """The lazy `tensorflow` module Keras's serializer (`serialize_keras_object`) reads."""
+    from keras.src.saving import serialization_lib
+
+    return serialization_lib.tf
+
+
+def wrap_serializer_tensorflow_module(wrap):
+    """Replaces the serializer's lazy `tensorflow` module by `wrap(module)`."""
+    from keras.src.saving import serialization_lib
+
+    serialization_lib.tf = wrap(serialization_lib.tf)
