@@ -295,10 +295,11 @@ def set_initial_epoch(model, epoch):
 
 
 def serializer_tensorflow_module():
-    """The lazy `tensorflow` module Keras's serializer (`serialize_keras_object`) reads."""
+    """The lazy `tensorflow` module Keras's serializer (`serialize_keras_object`) reads,
+    or None if this Keras has none there."""
     from keras.src.saving import serialization_lib
 
-    return serialization_lib.tf
+    return getattr(serialization_lib, "tf", None)
 
 
 def wrap_serializer_tensorflow_module(wrap):
