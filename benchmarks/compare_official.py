@@ -43,9 +43,12 @@ malloc and once with gperftools' tcmalloc preloaded (`LD_PRELOAD`), interleaved;
 ratio to the official step is taken within the same allocator. Why: XLA:CPU takes its
 ~0.6 GB temporary buffer afresh from the kernel at every step (glibc serves a
 non-main-thread allocation that large with `mmap`, whatever `MALLOC_MMAP_MAX_` says), so
-JAX pays ~150k page faults a step; tcmalloc keeps the buffer. `--results DIR` keeps a run
-(another machine's, say) apart from the table of BENCHMARKS.md; its table goes to
-`DIR.md`.
+JAX pays ~150k page faults a step; tcmalloc keeps the buffer. `hugepages` keeps glibc's
+malloc but sets `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc >= 2.35; the kernel's
+transparent huge pages in `madvise` or `always` mode): the same buffer then faults in
+2 MiB pages (JAX ~3.1M -> ~0.7M page faults in an 18-step ViT-Tiny run); the recipes'
+command lines run JAX so since session 17. `--results DIR` keeps a run (another
+machine's, say) apart from the table of BENCHMARKS.md; its table goes to `DIR.md`.
 
 `--length-buckets N` sets `FlexPredict(length_buckets=N)` in our JAX cells (default: the
 model's, up to 4 on CPU; `1` runs every batch at the masker's full slots, as before
@@ -92,7 +95,10 @@ LABELS = {
 }
 PREDICTOR_WIDTH, PREDICTOR_DEPTH, NUM_TARGETS = 384, 6, 4
 OTHER_LOAD_LIMIT = 0.05
-ALLOCATORS = ("system", "tcmalloc")
+ALLOCATORS = ("system", "tcmalloc", "hugepages")
+# glibc >= 2.35: malloc asks the kernel for transparent huge pages (madvise) on the
+# memory it maps, so a fresh buffer faults in 2 MiB pages instead of 4 KiB ones.
+HUGEPAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 WITH_TCMALLOC = os.path.join(ROOT, "scripts", "with_tcmalloc.sh")
 
 
@@ -104,9 +110,16 @@ def find_tcmalloc():
 
 
 def allocator_env(env, allocator):
-    """`env` with the allocator preloaded (`"system"`: glibc's malloc, unchanged)."""
+    """`env` with the allocator preloaded (`"system"`: glibc's malloc, unchanged;
+    `"hugepages"`: glibc's malloc with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` added to
+    the tunables `env` already sets)."""
     if allocator == "system":
         return env
+    if allocator == "hugepages":
+        tunables = [
+            t for t in env.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.hugetlb=")
+        ]
+        return dict(env, GLIBC_TUNABLES=":".join(tunables + [HUGEPAGES_TUNABLE]))
     preload = " ".join(x for x in (find_tcmalloc(), env.get("LD_PRELOAD")) if x)
     return dict(env, LD_PRELOAD=preload)
 
@@ -515,8 +528,9 @@ def main():
     parser.add_argument(
         "--allocators",
         default="system",
-        help="comma-separated: system (glibc malloc) and/or tcmalloc (preloaded into every cell, the "
-        "official one too; apt install libtcmalloc-minimal4, or KFP_TCMALLOC=/path/libtcmalloc.so)",
+        help="comma-separated: system (glibc malloc), tcmalloc (preloaded; apt install "
+        "libtcmalloc-minimal4, or KFP_TCMALLOC=/path/libtcmalloc.so) and/or hugepages (glibc malloc "
+        "with GLIBC_TUNABLES=glibc.malloc.hugetlb=1); each into every cell, the official one too",
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(

@@ -81,6 +81,8 @@ def write_benchmarks_md():
         compare_epyc_reading=_read("compare_epyc_reading.md"),
         compare_epyc_buckets=_read("compare_epyc_buckets.md"),
         compare_epyc_buckets_reading=_read("compare_epyc_buckets_reading.md"),
+        compare_hugepages=_read("compare_hugepages.md"),
+        compare_hugepages_reading=_read("compare_hugepages_reading.md"),
         compare_epyc_s15=_read("compare_epyc_s15.md"),
         compare_epyc_s15_reading=_read("compare_epyc_s15_reading.md"),
         compare_epyc_s13=_read("compare_epyc_s13.md"),
@@ -247,6 +249,19 @@ batch at the full slots). JAX and the official step only, interleaved, both allo
 {compare_epyc_buckets}
 
 {compare_epyc_buckets_reading}
+
+### Session 17: glibc's malloc with transparent huge pages
+
+The same VM, ViT-Tiny 224/16 batch 8 with the official run's masks, every cell (the
+official one too) once with glibc's malloc as it comes and once with
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc >= 2.35; this VM's kernel has transparent
+huge pages in `madvise` mode), interleaved: `python -m benchmarks.compare_official
+--configs tiny224 --masks official --allocators system,hugepages
+--results benchmarks/results/compare_hugepages`.
+
+{compare_hugepages}
+
+{compare_hugepages_reading}
 
 ## CPU: growth with batch and image size
 

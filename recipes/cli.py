@@ -16,6 +16,8 @@ Example (a recipe CLI module):
         cli.run_main(define_flags, lambda fv: print(cli.recipe_from_flags(fv)))
 """
 
+import json
+import os
 import sys
 
 from absl import app
@@ -105,9 +107,52 @@ def recipe_from_flags(flag_values):
     return config, recipe_name(flag_values)
 
 
+def _keras_backend(environ):
+    """The backend Keras will pick, without importing it: `KERAS_BACKEND`, else the
+    `backend` of `$KERAS_HOME/keras.json` (default `~/.keras`), else None."""
+    if environ.get("KERAS_BACKEND"):
+        return environ["KERAS_BACKEND"]
+    home = environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def relaunch_with_hugepages(environ=None, execve=os.execve):
+    """On the JAX backend, starts this command again with glibc's malloc asking for
+    transparent huge pages (`keras_flexpredict.utils.memory.hugepage_malloc_environment`:
+    JAX's CPU train step ~10% faster, BENCHMARKS.md session 17); returns only where
+    that changes nothing (another backend, already set, `KFP_HUGEPAGES=0`, no support).
+    glibc reads the setting only when a process starts, hence the relaunch: the same
+    interpreter and command line (`sys.orig_argv`), one line on stderr.
+
+    >>> relaunch_with_hugepages({"KERAS_BACKEND": "torch"}) is None  # not JAX: runs on
+    True
+    """
+    from keras_flexpredict.utils.memory import hugepage_malloc_environment
+
+    environ = os.environ if environ is None else environ
+    if _keras_backend(environ) != "jax" or not sys.executable:
+        return
+    env = hugepage_malloc_environment(environ)
+    if env is None:
+        return
+    sys.stderr.write(
+        "recipes: relaunching with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge "
+        "pages for JAX's step buffers; KFP_HUGEPAGES=0 turns this off)\n"
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    execve(sys.executable, list(sys.orig_argv), env)
+
+
 def run_main(define_flags, run):
-    """`python -m recipes.<module>`: defines the flags (on absl's global FLAGS),
+    """`python -m recipes.<module>`: on JAX first relaunches with transparent huge pages
+    (`relaunch_with_hugepages`), then defines the flags (on absl's global FLAGS),
     parses `sys.argv`, refuses positional arguments and calls `run(FLAGS)`."""
+    relaunch_with_hugepages()
     define_flags()
 
     def main(argv):

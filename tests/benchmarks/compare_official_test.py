@@ -71,6 +71,15 @@ def test_tcmalloc__given_path_used_and_missing_one_refused(tmp_path, monkeypatch
     assert compare_official.find_tcmalloc() is None
 
 
+def test_hugepages__adds_glibc_tunable_keeping_the_others():
+    env = compare_official.allocator_env({"A": "1"}, "hugepages")
+    assert env == {"A": "1", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    env = compare_official.allocator_env(
+        {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"}, "hugepages"
+    )
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+
+
 def test_slots_column__names_jax_length_buckets(results):
     _write(results, "a__r0", _row("official", 1000.0))
     jax = dict(_row("ours-jax", 1200.0), context_slots=77, target_slots=36,
