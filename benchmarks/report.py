@@ -252,12 +252,13 @@ batch at the full slots). JAX and the official step only, interleaved, both allo
 
 ### Session 17: glibc's malloc with transparent huge pages
 
-The same VM, ViT-Tiny 224/16 batch 8 with the official run's masks, every cell (the
-official one too) once with glibc's malloc as it comes and once with
+The same VM, the official run's masks, every cell (the official one too) once with
+glibc's malloc as it comes and once with
 `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc >= 2.35; this VM's kernel has transparent
 huge pages in `madvise` mode), interleaved: `python -m benchmarks.compare_official
 --configs tiny224 --masks official --allocators system,hugepages
---results benchmarks/results/compare_hugepages`.
+--results benchmarks/results/compare_hugepages` (2 + 2 rounds), then JAX alone at the
+other two configurations (`--configs small224,tiny64 --backends jax --first-round 4`).
 
 {compare_hugepages}
 
