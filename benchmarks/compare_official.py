@@ -97,7 +97,9 @@ PREDICTOR_WIDTH, PREDICTOR_DEPTH, NUM_TARGETS = 384, 6, 4
 OTHER_LOAD_LIMIT = 0.05
 ALLOCATORS = ("system", "tcmalloc", "hugepages")
 # glibc >= 2.35: malloc asks the kernel for transparent huge pages (madvise) on the
-# memory it maps, so a fresh buffer faults in 2 MiB pages instead of 4 KiB ones.
+# memory it maps, so a fresh buffer faults in 2 MiB pages instead of 4 KiB ones. Set here,
+# not through `keras_flexpredict.utils.memory.hugepage_malloc_environment`: the driver
+# imports no Keras, and a cell gets the setting even over an explicit hugetlb=0.
 HUGEPAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 WITH_TCMALLOC = os.path.join(ROOT, "scripts", "with_tcmalloc.sh")
 

@@ -75,11 +75,10 @@ def hugepage_malloc_environment(environ=None):
     the kernel to back what it maps with 2 MiB pages: ~0.7 M instead of ~3.1 M page
     faults in an 18-step ViT-Tiny 224/16 run, and JAX's step 10% faster on a 2-core
     AMD EPYC VM (median of 4 interleaved rounds, 0-14% per round; BENCHMARKS.md,
-    session 17), peak memory 1.68 -> 1.73 GiB. torch,
-    TensorFlow and the official step did not change beyond the machine's noise. glibc
-    reads its tunables only when a process starts, so this is a launch setting: the
-    recipes' command lines relaunch themselves with it on JAX
-    (`recipes.cli.run_main`); elsewhere set it yourself:
+    session 17), peak memory 1.68 -> 1.73 GiB. torch, TensorFlow and the official step
+    did not change beyond the machine's noise. glibc reads its tunables only when a
+    process starts, so this is a launch setting: the recipes' command lines relaunch
+    themselves with it on JAX (`recipes.cli.run_main`); elsewhere set it yourself:
     `GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python train.py`.
 
     >>> env = hugepage_malloc_environment({"PATH": "/usr/bin"})
