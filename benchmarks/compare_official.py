@@ -104,6 +104,28 @@ HUGEPAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 WITH_TCMALLOC = os.path.join(ROOT, "scripts", "with_tcmalloc.sh")
 
 
+# Backend names of --backends that run a backend with a non-default setting, for an A/B
+# beside the default in the same run: name -> (KERAS_BACKEND, extra environment).
+BACKEND_VARIANTS = {
+    # The JAX train step compiled with XLA:CPU's elemental emitters, the opt-in that
+    # trades some speed for less peak memory (keras_flexpredict/utils/xla_cpu_options.py).
+    "jax-elemental-emitters": ("jax", {"KFP_XLA_FUSION_EMITTERS": "0"}),
+}
+
+
+def backend_environment(env, backend):
+    """`env` for a cell of `--backends` name `backend` (a Keras backend or a
+    `BACKEND_VARIANTS` name).
+
+    >>> backend_environment({}, "jax-elemental-emitters")["KFP_XLA_FUSION_EMITTERS"]
+    '0'
+    >>> backend_environment({}, "torch")
+    {'KERAS_BACKEND': 'torch'}
+    """
+    name, extra = BACKEND_VARIANTS.get(backend, (backend, {}))
+    return dict(env, KERAS_BACKEND=name, **extra)
+
+
 def find_tcmalloc():
     """Path of gperftools' tcmalloc as `scripts/with_tcmalloc.sh` finds it
     (`$KFP_TCMALLOC`, else the usual library folders), or None."""
@@ -415,7 +437,7 @@ def drive(args):
                             continue
                     else:
                         torch_only = impl == "ours-torch-only"
-                        env = dict(cell_env, KERAS_BACKEND="torch" if torch_only else impl.split("-", 1)[1])
+                        env = backend_environment(cell_env, "torch" if torch_only else impl.split("-", 1)[1])
                         if masks == "official" and not os.path.exists(_masks_file(config)):
                             print(f"   {config}: no official masks to replay (run the official cell)")
                             continue
@@ -456,7 +478,10 @@ def write_report():
         cells.setdefault((r["config"], r["masks"], r["allocator"], r["impl"]), []).append(r)
     several_allocators = len({r["allocator"] for r in rows}) > 1
     order = {c: i for i, c in enumerate(CONFIGS)}
-    impl_order = {"official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-tensorflow": 4}
+    impl_order = {
+        "official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-jax-elemental-emitters": 4,
+        "ours-tensorflow": 5,
+    }
     lines = [
         "| configuration | masks | implementation | ms / step | img/s | vs official | "
         "model GFLOP / step | MFU | real tokens ctx / tgt (slots) | first step s | peak RSS GiB |",
@@ -526,7 +551,10 @@ def main():
         help="official: ours replays the official run's masks (equal work); reference: "
         "MultiBlockMasker(reference=True); default: the library's default masks",
     )
-    parser.add_argument("--backends", default="torch,jax,tensorflow")
+    parser.add_argument(
+        "--backends", default="torch,jax,tensorflow",
+        help=f"comma-separated Keras backends, or variants for an A/B: {sorted(BACKEND_VARIANTS)}",
+    )
     parser.add_argument(
         "--allocators",
         default="system",

@@ -83,6 +83,8 @@ def write_benchmarks_md():
         compare_epyc_buckets_reading=_read("compare_epyc_buckets_reading.md"),
         compare_hugepages=_read("compare_hugepages.md"),
         compare_hugepages_reading=_read("compare_hugepages_reading.md"),
+        compare_emitters=_read("compare_emitters.md"),
+        compare_emitters_reading=_read("compare_emitters_reading.md"),
         compare_epyc_s15=_read("compare_epyc_s15.md"),
         compare_epyc_s15_reading=_read("compare_epyc_s15_reading.md"),
         compare_epyc_s13=_read("compare_epyc_s13.md"),
@@ -263,6 +265,20 @@ other two configurations (`--configs small224,tiny64 --backends jax --first-roun
 {compare_hugepages}
 
 {compare_hugepages_reading}
+
+### Session 18: JAX's train step compiled with XLA's elemental emitters
+
+The same VM, the official run's masks, JAX and the official step only, glibc's malloc as
+it comes: `ours-jax` compiles its train step with XLA:CPU's default (fusion) emitters,
+`ours-jax-elemental-emitters` with `xla_cpu_use_fusion_emitters=False` (the opt-in
+`KFP_XLA_FUSION_EMITTERS=0`, `keras_flexpredict/utils/xla_cpu_options.py`),
+interleaved: `python -m benchmarks.compare_official --masks official --backends
+jax,jax-elemental-emitters --results benchmarks/results/compare_emitters` (run with
+the variants' labels swapped, relabelled after the opt-in was chosen).
+
+{compare_emitters}
+
+{compare_emitters_reading}
 
 ## CPU: growth with batch and image size
 

@@ -34,6 +34,7 @@ from keras_flexpredict.utils import keras_internals
 from keras_flexpredict.utils.memory import release_free_memory
 from keras_flexpredict.utils.padding import cut_to_slots
 from keras_flexpredict.utils.padding import longest_mask
+from keras_flexpredict.utils.xla_cpu_options import train_step_compiler_options
 
 __all__ = ["LengthBucketedTrainFunction", "first_fitting_bucket", "make_length_bucketed_train_function"]
 
@@ -93,16 +94,23 @@ class LengthBucketedTrainFunction:
                 with cut_to_slots(*bucket):
                     return self.model.train_step(state, data)
 
-            self.steps[bucket] = jax.jit(train_step, donate_argnums=0, out_shardings=self.out_shardings)
+            self.steps[bucket] = jax.jit(
+                train_step,
+                donate_argnums=0,
+                out_shardings=self.out_shardings,
+                # None (XLA's defaults) unless opted in to the elemental emitters on a
+                # CPU: less compiler memory, a slower step (utils/xla_cpu_options.py).
+                compiler_options=train_step_compiler_options(jax.default_backend()),
+            )
         step = self.steps[bucket]
         # The state's shapes are fixed for this function's life (a new `compile` makes a
         # new one); a batch of another shape (a last partial batch) compiles anew.
         signature = (bucket,) + tuple((x.shape, x.dtype) for x in jax.tree_util.tree_leaves(data))
         if signature not in self.compiled:
             # Compiled ahead of its first run (into the jit's own cache), and the
-            # compiler's freed working memory (~0.6 GB at ViT-Tiny 224/16) handed back
-            # before the step allocates its buffers: else glibc keeps it in the heap for
-            # the rest of the run, and the peak memory is both together.
+            # compiler's freed working memory handed back before the step allocates
+            # its buffers: else glibc keeps it in the heap for the rest of the run, and
+            # the peak memory is both together.
             release_free_memory()
             step.lower(state, data).compile()
             release_free_memory()

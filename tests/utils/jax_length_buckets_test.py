@@ -5,6 +5,7 @@ from keras_flexpredict.testing import TestCase
 from keras_flexpredict.testing.tiny_models import structured_images
 from keras_flexpredict.testing.tiny_models import tiny_flexpredict
 from keras_flexpredict.utils.jax_length_buckets import first_fitting_bucket
+from keras_flexpredict.utils.xla_cpu_options import train_step_compiler_options
 
 
 def train(length_buckets, steps_per_execution=1, steps=12):
@@ -50,3 +51,36 @@ class LengthBucketedTrainingTest(TestCase):
             model.compile(**kwargs)
             model.make_train_function()
             self.assertFalse(hasattr(model.train_function, "length_bucketed_step"), msg=str(kwargs))
+
+    def test_opt_in__train_step_jit_gets_elemental_emitters(self):
+        import os
+        from unittest import mock
+
+        import jax
+
+        seen = []
+        jit = jax.jit
+
+        def recording_jit(fun, **kwargs):
+            seen.append(kwargs.get("compiler_options"))
+            return jit(fun, **kwargs)
+
+        runs = {}
+        for value in ("0", ""):
+            seen.clear()
+            with mock.patch.dict(os.environ, {"KFP_XLA_FUSION_EMITTERS": value}), mock.patch.object(
+                jax, "jit", recording_jit
+            ):
+                model = tiny_flexpredict(length_buckets=2)
+                model.compile()
+                model.fit(structured_images(8), batch_size=8, epochs=1, verbose=0)
+            runs[value] = (len(model.train_function.length_bucketed_step.steps), list(seen))
+        if jax.default_backend() != "cpu":
+            self.skipTest("The option is XLA:CPU's.")
+        expected = train_step_compiler_options("cpu", {"KFP_XLA_FUSION_EMITTERS": "0"})
+        # Opted in: one jit with it per bucket run, none elsewhere (the mask-length
+        # function, Keras's own jits keep XLA's defaults); by default, none at all.
+        buckets, seen_opt_in = runs["0"]
+        self.assertGreaterEqual(buckets, 1)
+        self.assertEqual(seen_opt_in.count(expected), buckets, msg=str(seen_opt_in))
+        self.assertNotIn(expected, runs[""][1])
