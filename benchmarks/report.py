@@ -273,8 +273,9 @@ it comes: `ours-jax` compiles its train step with XLA:CPU's default (fusion) emi
 `ours-jax-elemental-emitters` with `xla_cpu_use_fusion_emitters=False` (the opt-in
 `KFP_XLA_FUSION_EMITTERS=0`, `keras_flexpredict/utils/xla_cpu_options.py`),
 interleaved: `python -m benchmarks.compare_official --masks official --backends
-jax,jax-elemental-emitters --results benchmarks/results/compare_emitters` (run with
-the variants' labels swapped, relabelled after the opt-in was chosen).
+jax,jax-elemental-emitters --results benchmarks/results/compare_emitters` (2 rounds;
+run with the variants' labels swapped, relabelled after the opt-in was chosen), then
+`--configs tiny224,tiny64 --first-round 2` (2 more rounds).
 
 {compare_emitters}
 

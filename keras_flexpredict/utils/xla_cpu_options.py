@@ -9,9 +9,9 @@ compilation) and leave a larger executable, and JAX compiles a new length bucket
 the middle of a run, so the JAX step's peak memory is set by a compilation, not by the
 step. XLA's older elemental emitters (`xla_cpu_use_fusion_emitters=False`) add
 ~0.15-0.19 GB per compilation: peak RSS 1.66-1.71 -> 1.49-1.53 GiB, below the official
-step's. Their code was not as fast in the interleaved comparison of session 18
-(BENCHMARKS.md: 0-12% slower step per round, one round 3% faster), so they are opt-in:
-`KFP_XLA_FUSION_EMITTERS=0`.
+step's. Their code ran the step slower in 8 of 10 interleaved rounds of session 18
+(BENCHMARKS.md: +2-6% at ViT-Tiny 224/16, +0-24% at ViT-Tiny 64/8, -3 / +5% at
+ViT-Small 224/16), so they are opt-in: `KFP_XLA_FUSION_EMITTERS=0`.
 
 The option goes to the train step's own `jax.jit` (`compiler_options`), so it changes
 no other compiled function of the process; a user's `XLA_FLAGS` naming
