@@ -13,9 +13,12 @@ step's. Their code ran the step slower in 8 of 10 interleaved rounds of session 
 (BENCHMARKS.md: +2-6% at ViT-Tiny 224/16, +0-24% at ViT-Tiny 64/8, -3 / +5% at
 ViT-Small 224/16), so they are opt-in: `KFP_XLA_FUSION_EMITTERS=0`.
 
-The option goes to the train step's own `jax.jit` (`compiler_options`), so it changes
-no other compiled function of the process; a user's `XLA_FLAGS` naming
-`xla_cpu_use_fusion_emitters` wins over it.
+The option goes to the train step's own `jax.jit` (`compiler_options`) in
+`utils.jax_length_buckets`, so it changes no other compiled function of the process;
+a user's `XLA_FLAGS` naming `xla_cpu_use_fusion_emitters` wins over it. A model built
+with `length_buckets=1` trains through Keras's own train function, which this switch
+does not reach: there, pass `XLA_FLAGS=--xla_cpu_use_fusion_emitters=false` (the
+whole process).
 """
 
 import os
