@@ -233,8 +233,8 @@ class FlexPredict(keras.Model):
             self.update_target_encoder()
         # Eager torch and TF graphs without XLA drop the padding slots no image uses
         # (the work of the official code's variable-length masks); XLA keeps the static
-        # slots.
-        masks = trim_padding(self.draw_masks(images))
+        # slots (so does eager torch where its Dense layers run as oneDNN matmuls).
+        masks = trim_padding(self.draw_masks(images), self.compute_dtype)
         targets = target_features(self.target_encoder, images, masks["target_indices"])
         context = self.encoder(
             images,

@@ -1,6 +1,8 @@
 """Shared test helpers, in the spirit of keras-hub's `TestCase.run_layer_test`."""
 
+import contextlib
 import os
+import sys
 import tempfile
 import unittest
 
@@ -14,6 +16,32 @@ def to_numpy(x):
     return keras.tree.map_structure(
         lambda t: np.asarray(ops.convert_to_numpy(t)), x
     )
+
+
+@contextlib.contextmanager
+def torch_onednn_linear_switch(value):
+    """`KFP_TORCH_ONEDNN_LINEAR=value` ("0" or "1") for the duration: whether eager
+    torch runs its Dense layers as oneDNN matmuls (`utils._torch_onednn_linear`, on by
+    default on AMD CPUs only), so a test sees the same path on every machine. The
+    switch is read once per process; its cached reading is dropped on entry and exit."""
+    name = "KFP_TORCH_ONEDNN_LINEAR"
+    before = os.environ.get(name)
+
+    def forget():
+        module = sys.modules.get("keras_flexpredict.utils._torch_onednn_linear")
+        if module is not None:
+            module._available.cache_clear()
+
+    os.environ[name] = value
+    forget()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+        forget()
 
 
 class TestCase(unittest.TestCase):

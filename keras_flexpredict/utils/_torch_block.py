@@ -2,7 +2,8 @@
 
 `backend_adapter.run_eager_torch_block` uses this on the torch backend when the tokens
 are a concrete tensor: the same math as the block's Keras layers and ops (LayerNorm in
-at least float32, `F.linear` for the Dense layers with the bias added by the matmul,
+at least float32, the Dense layers as one matmul with the bias added by it (oneDNN's
+on AMD CPUs, `_torch_onednn_linear`; `F.linear` elsewhere),
 `scaled_dot_product_attention` with the padding mask, exact GELU), without Keras's
 per-layer `__call__` and per-op conversion and dtype checks, which on a 2-core CPU cost
 about 9% of a ViT-Tiny train step. The weights are the block's own variables, so
@@ -11,6 +12,8 @@ gradients, the optimiser and the EMA see no difference.
 
 import torch
 import torch.nn.functional as F
+
+from keras_flexpredict.utils import _torch_onednn_linear
 
 
 def _weight(variable, dtype):
@@ -29,7 +32,7 @@ def _layer_norm(layer, x):
 
 def _dense(layer, x):
     bias = _weight(layer.bias, x.dtype) if layer.use_bias else None
-    return F.linear(x, _weight(layer.kernel, x.dtype).t(), bias)
+    return _torch_onednn_linear.linear(x, _weight(layer.kernel, x.dtype), bias)
 
 
 def _queries_keys_values(block, normed, outputs_from):
@@ -44,8 +47,8 @@ def _queries_keys_values(block, normed, outputs_from):
     kernel = _weight(block.qkv.kernel, normed.dtype)
     bias = _weight(block.qkv.bias, normed.dtype) if block.qkv.use_bias else None
     kept = normed[:, outputs_from:]
-    q = F.linear(kept, kernel[:, :d].t(), None if bias is None else bias[:d])
-    kv = F.linear(normed, kernel[:, d:].t(), None if bias is None else bias[d:])
+    q = _torch_onednn_linear.linear(kept, kernel[:, :d], None if bias is None else bias[:d])
+    kv = _torch_onednn_linear.linear(normed, kernel[:, d:], None if bias is None else bias[d:])
     k, v = kv.view(b, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
     return q.view(b, kept.shape[1], heads, d // heads).transpose(1, 2), k, v
 

@@ -50,6 +50,19 @@ def shapes_may_vary(tensor):
     )
 
 
+def eager_slots_stay_static(tensor, compute_dtype):
+    """True where `tensor` is an eager torch tensor (`shapes_may_vary`) and a model
+    computing in `compute_dtype` runs its Dense layers as oneDNN matmuls
+    (`_torch_onednn_linear`, float32 on an AMD CPU by default): oneDNN keeps a compiled
+    primitive for every matmul shape it sees, so the step keeps its static slots
+    instead of cutting them to each batch's masks."""
+    if not shapes_may_vary(tensor):
+        return False
+    from keras_flexpredict.utils import _torch_onednn_linear
+
+    return _torch_onednn_linear.runs_for(tensor.device.type, keras.backend.standardize_dtype(compute_dtype))
+
+
 def graph_shapes_may_vary(tensor):
     """True where `tensor` is a TensorFlow tensor outside XLA (eager, or a `tf.function`
     without `jit_compile`, as Keras runs TF steps on CPU): TF's kernels take any shape,

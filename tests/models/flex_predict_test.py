@@ -6,6 +6,7 @@ from keras import ops
 import keras_flexpredict as kfp
 from keras_flexpredict.testing import TestCase
 from keras_flexpredict.testing.test_case import to_numpy
+from keras_flexpredict.testing.test_case import torch_onednn_linear_switch
 from keras_flexpredict.testing.tiny_models import structured_images
 from keras_flexpredict.testing.tiny_models import tiny_flexpredict
 
@@ -339,7 +340,8 @@ class PaddingSlotsTest(TestCase):
 
         masker = kfp.layers.MultiBlockMasker(grid_size=(14, 14), min_keep=4, seed=0)
         masks = masker(6)
-        trimmed = to_numpy(trim_padding(masks))
+        with torch_onednn_linear_switch("0"):  # (AMD CPUs turn it on by default)
+            trimmed = to_numpy(trim_padding(masks))
         masks = to_numpy(masks)
         if self.backend == "jax":  # compiled: static shapes
             for key in masks:
@@ -359,6 +361,24 @@ class PaddingSlotsTest(TestCase):
         self.assertEqual(trimmed["context_mask"].sum(), masks["context_mask"].sum())
         self.assertEqual(trimmed["target_mask"].sum(), masks["target_mask"].sum())
         np.testing.assert_array_equal(trimmed["context_indices"], masks["context_indices"][:, :kc])
+
+    def test_trim_padding__static_slots_where_torch_runs_onednn_matmuls(self):
+        from keras_flexpredict.utils.padding import trim_padding
+
+        if self.backend != "torch":
+            self.skipTest("eager torch only")
+        masks = kfp.layers.MultiBlockMasker(grid_size=(14, 14), min_keep=4, seed=0)(6)
+        with torch_onednn_linear_switch("1"):
+            from keras_flexpredict.utils import _torch_onednn_linear
+
+            if not _torch_onednn_linear.runs_for("cpu", "float32"):
+                self.skipTest("this torch has no oneDNN linear op")
+            static = to_numpy(trim_padding(masks))
+            # A bfloat16 model keeps F.linear, so its slots are cut.
+            cut = to_numpy(trim_padding(masks, compute_dtype="bfloat16"))
+        for key, value in to_numpy(masks).items():
+            np.testing.assert_array_equal(static[key], value)
+        self.assertLess(cut["target_mask"].shape[-1], static["target_mask"].shape[-1])
 
     def test_trim_padding__in_a_tf_graph_only_outside_xla(self):
         if self.backend != "tensorflow":
@@ -383,7 +403,8 @@ class PaddingSlotsTest(TestCase):
 
         model = tiny_flexpredict()
         clone = FixedMasks.from_config(model.get_config())
-        out = to_numpy(clone(structured_images(4), training=False))
+        with torch_onednn_linear_switch("0"):  # eager torch cuts its slots
+            out = to_numpy(clone(structured_images(4), training=False))
         kt = fixed["target_mask"].sum(-1).max() if self.backend == "torch" else fixed["target_mask"].shape[-1]
         if self.backend == "tensorflow":
             kt = out["target_mask"].shape[-1]  # cut and rounded up (`trim_padding`)
