@@ -85,6 +85,10 @@ def write_benchmarks_md():
         compare_hugepages_reading=_read("compare_hugepages_reading.md"),
         compare_emitters=_read("compare_emitters.md"),
         compare_emitters_reading=_read("compare_emitters_reading.md"),
+        compare_zen5_before=_read("compare_zen5_before.md"),
+        compare_zen5_before_reading=_read("compare_zen5_before_reading.md"),
+        compare_epyc_s16=_read("compare_epyc_s16.md"),
+        compare_epyc_s16_reading=_read("compare_epyc_s16_reading.md"),
         compare_epyc_s15=_read("compare_epyc_s15.md"),
         compare_epyc_s15_reading=_read("compare_epyc_s15_reading.md"),
         compare_epyc_s13=_read("compare_epyc_s13.md"),
@@ -176,26 +180,52 @@ through `model.fit` on each backend, one process per cell, in the same run. Mask
 tokens); JAX runs each batch at the cheapest of its compiled slot sizes that holds its
 masks (length buckets, since session 12; the tables of sessions 10 and 11 below ran
 every JAX batch at the full static slots), eager torch cuts each step's slots to its
-longest mask, TensorFlow to its longest mask rounded up to a multiple of an eighth of
-the slots. Every implementation runs 10 warm-up steps before the 8 timed ones.
+longest mask (until session 18; since session 19 it keeps the static slots on AMD CPUs,
+where its blocks' Dense layers run as oneDNN matmuls), TensorFlow to its longest mask
+rounded up to a multiple of an eighth of the slots. Every implementation runs 10 warm-up steps before the 8 timed ones.
 `reference`: `MultiBlockMasker(reference=True)` truncated per batch, as the official code
 at this batch. `default`: the library's flaw-free masks (more tokens than the official
 ones, so compare their MFU, not their step time, with the official step). MFU = model
-FLOPs on real tokens / step time / the fp32 matmul peak measured in the same round.
+FLOPs on real tokens / step time / the fp32 matmul peak measured in the same round
+(since session 19 the faster of torch.mm, i.e. MKL, and oneDNN's matmul; before, torch.mm
+alone, which on the Zen 4 and Intel VMs ran as fast as any).
 
-### Now: every backend on the 2-core AMD EPYC (Zen 4) VM, official and default masks
+### Now: every backend on a 2-core AMD EPYC (Zen 5) VM, official and default masks
 
 `python -m benchmarks.compare_official --masks official,default --torch-only-python
 .venv-torch-only/bin/python` (two rounds; raw results in `benchmarks/results/compare`),
-glibc's malloc (the system allocator) for every cell.
+glibc's malloc (the system allocator) for every cell. Session 19 ran on a new VM: a
+2-core AMD EPYC of CPU family 26 (Zen 5, full-width AVX-512), where MKL's `sgemm`
+(torch.mm, the official step's matmuls) runs at about half the speed of oneDNN's and
+XLA's float32 matmuls.
 
 {compare}
 
 {compare_reading}
 
+### Session 19, before the torch change: the Zen 5 VM with session 18's code
+
+`python -m benchmarks.compare_official --configs tiny224 --masks official --allocators
+system,hugepages --rounds 1 --results benchmarks/results/compare_zen5_before`.
+
+{compare_zen5_before}
+
+{compare_zen5_before_reading}
+
+### Session 16: every backend on the 2-core AMD EPYC (Zen 4) VM of sessions 11-18
+
+The same command (raw results in `benchmarks/results/compare_epyc_s16`), on the VM of
+sessions 11-18, where torch.mm ran as fast as any float32 matmul; eager torch still
+cut its slots per step, with MKL's matmuls.
+
+{compare_epyc_s16}
+
+{compare_epyc_s16_reading}
+
 ### Session 15: the same comparison, Keras's serializer still importing TensorFlow
 
-The same command and machine (raw results in `benchmarks/results/compare_epyc_s15`).
+The same command, on the Zen 4 VM of session 16 (raw results in
+`benchmarks/results/compare_epyc_s15`).
 Until session 16 the default-mask cells of torch and JAX imported all of TensorFlow (and
 JAX) in the development environment: the harness builds a twin of the model's masker
 from `get_config()`, and Keras's serializer asks `tf.available` (session 16:
@@ -210,7 +240,7 @@ is in `benchmarks/results/compare_epyc_s14.md`.
 
 ### Session 13: the same comparison before the predictor's last block was cut
 
-The same command and machine (raw results in `benchmarks/results/compare_epyc_s13`),
+The same command, on the Zen 4 VM (raw results in `benchmarks/results/compare_epyc_s13`),
 with the predictor's last block still computing every context token's output (session
 14 computes only the target tokens' there; `TransformerBlock(outputs_from=...)`).
 
@@ -284,8 +314,9 @@ run with the variants' labels swapped, relabelled after the opt-in was chosen), 
 ## CPU: growth with batch and image size
 
 `python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step
-alone (no official cell), one process per cell, on the 2-core AMD EPYC VM (raw results
-in `benchmarks/results/growth`).
+alone (no official cell), one process per cell, on the 2-core AMD EPYC (Zen 4) VM of
+sessions 11-18 (raw results in `benchmarks/results/growth`; not re-run on session 19's
+Zen 5 VM, so eager torch there still cut its slots per step and ran MKL's matmuls).
 
 {growth}
 

@@ -16,15 +16,14 @@ switch `KFP_TORCH_ONEDNN_LINEAR` on. By default the switch is on for AMD CPUs on
 (where MKL's code path is the known loss); `KFP_TORCH_ONEDNN_LINEAR=1` turns it on on
 any CPU, `=0` off (plain `F.linear`). The switch is read once per process.
 
-oneDNN builds (and keeps, in its primitive cache) one primitive per matmul shape,
-~0.6-0.8 MiB each: fed the per-step slot cuts of eager torch (`utils.padding.
+oneDNN compiles and keeps (in its primitive cache, up to 1024) one primitive per matmul
+shape, ~0.6-0.8 MiB each. Fed eager torch's per-step slot cuts (`utils.padding.
 trim_padding`), a ViT-Tiny 224/16 run's peak RSS rose by 0.35-0.46 GiB in 18 steps and
-would grow to ~1024 primitives, and creating them cost ~50 ms a step. So where this runs,
-the train step keeps the masker's static slots (`backend_adapter.
-eager_slots_stay_static`): one shape per layer, fewer primitives than one step's cut
-created, the same peak memory as `F.linear` with the cut and a faster step (ViT-Tiny
-224/16 b8, the official masks: 941 ms static, 985 ms cut, 1038 ms cut rounded up to an
-eighth of the slots, against 1482-1520 ms for MKL with the cut).
+would keep rising. So where this runs, the train step keeps the masker's static slots
+(`backend_adapter.eager_slots_stay_static`): one shape per layer, the peak memory of
+`F.linear` with the cut, and a faster step than with the cut (ViT-Tiny 224/16 b8, the
+official masks: 941 ms static, 985 ms cut, 1038 ms cut and rounded up to an eighth of
+the slots; MKL with the cut 1482-1520 ms).
 
 Example:
 

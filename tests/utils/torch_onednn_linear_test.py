@@ -93,3 +93,11 @@ class TorchOneDNNLinearTest(TestCase):
         np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
         for a, b in zip(*grads):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+    def test_docstring_examples(self):
+        # A private module: tests/docstring_examples_test.py does not run its examples.
+        import doctest
+
+        result = doctest.testmod(self.module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        self.assertGreater(result.attempted, 0)
+        self.assertEqual(result.failed, 0)
