@@ -95,6 +95,8 @@ def write_benchmarks_md():
         compare_epyc_s13_reading=_read("compare_epyc_s13_reading.md"),
         growth=_read("growth.md"),
         growth_reading=_read("growth_reading.md"),
+        growth_epyc_s16=_read("growth_epyc_s16.md"),
+        growth_epyc_s16_reading=_read("growth_epyc_s16_reading.md"),
         growth_epyc_s13=_read("growth_epyc_s13.md"),
         growth_epyc_s13_reading=_read("growth_epyc_s13_reading.md"),
         growth_intel=_read("growth_intel.md"),
@@ -314,15 +316,23 @@ run with the variants' labels swapped, relabelled after the opt-in was chosen), 
 ## CPU: growth with batch and image size
 
 `python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step
-alone (no official cell), one process per cell, on the 2-core AMD EPYC (Zen 4) VM of
-sessions 11-18 (raw results in `benchmarks/results/growth`; not re-run on session 19's
-Zen 5 VM, so eager torch there still cut its slots per step and ran MKL's matmuls).
+alone (no official cell), one process per cell, on the 2-core AMD EPYC (Zen 5) VM of
+session 19 (raw results in `benchmarks/results/growth`).
 
 {growth}
 
 {growth_reading}
 
-### Session 13: the same VM, before the predictor's last block was cut
+### Session 16: the 2-core AMD EPYC (Zen 4) VM of sessions 11-18
+
+`python -m benchmarks.growth` (raw results in `benchmarks/results/growth_epyc_s16`);
+eager torch cut its slots per step and ran MKL's matmuls.
+
+{growth_epyc_s16}
+
+{growth_epyc_s16_reading}
+
+### Session 13: the Zen 4 VM, before the predictor's last block was cut
 
 `python -m benchmarks.growth` (raw results in `benchmarks/results/growth_epyc_s13`).
 
