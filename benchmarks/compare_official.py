@@ -342,7 +342,7 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None, leng
         target_tokens=float(np.mean(target_tokens[use])),
         context_slots=int(model.masker.num_context_tokens), target_slots=int(model.masker.num_target_tokens),
         length_buckets=[list(b) for b in model.train_length_buckets(cfg["batch"])]
-        if keras.backend.backend() == "jax" else None,
+        if keras.backend.backend() in ("jax", "torch") else None,
         model_flops=float(np.mean(flops)), noisy_steps=reruns,
         max_other_load=max(others[i] for i in use),
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

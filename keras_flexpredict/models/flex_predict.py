@@ -88,15 +88,19 @@ class FlexPredict(keras.Model):
         masker: a `MultiBlockMasker` (or its config), on the encoder's patch grid.
         loss: `"smooth_l1"` (beta 1, as both official codes; the default) or `"mse"`
             (the paper's L2).
-        length_buckets: int >= 1 or None. JAX only: the most static slot sizes
-            (length buckets) the compiled train step chooses between, batch by batch,
-            so that it does not pay for padding slots no image of the batch uses
-            (eager torch and TensorFlow cut each batch to its own masks anyway).
+        length_buckets: int >= 1 or None. The most static slot sizes (length
+            buckets) a JAX train step chooses between, batch by batch, so that it
+            does not pay for padding slots no image of the batch uses.
             `train_length_buckets` says which; each compiles the first time a batch
             needs it, and choosing costs one host read of two numbers per step. `1`
             runs every batch at the masker's slots. `None` (the default): 4 where JAX
-            runs on CPU, 1 on accelerators (where the per-step host read is not
-            measured yet).
+            runs on CPU, 1 elsewhere (on accelerators the per-step host read is not
+            measured yet). TensorFlow graphs and eager torch cut each batch to its
+            own masks, except eager torch where its Dense layers run as oneDNN
+            matmuls (float32 on AMD CPUs): there oneDNN keeps a compiled primitive
+            per shape, so the slots stay static unless this is set above 1, which
+            cuts each batch to its bucket (ViT-Tiny 224/16 batch 8 with 4 buckets:
+            7-18% faster, 0.07-0.13 GiB more peak memory; BENCHMARKS.md).
 
     Call arguments:
         images: float `(B, H, W, C)` normalised images (a dataset may yield
@@ -130,6 +134,7 @@ class FlexPredict(keras.Model):
         if length_buckets is not None:
             length_buckets = check_int("length_buckets", length_buckets, minimum=1)
         self.length_buckets = length_buckets
+        self._eager_buckets = {}  # batch size -> `train_length_buckets` (eager torch)
         self.encoder = _deserialize(encoder, ViTEncoder)
         self.predictor = _deserialize(predictor, JEPAPredictor)
         self.masker = _deserialize(masker, MultiBlockMasker)
@@ -234,7 +239,8 @@ class FlexPredict(keras.Model):
         # Eager torch and TF graphs without XLA drop the padding slots no image uses
         # (the work of the official code's variable-length masks); XLA keeps the static
         # slots (so does eager torch where its Dense layers run as oneDNN matmuls).
-        masks = trim_padding(self.draw_masks(images), self.compute_dtype)
+        masks = self.draw_masks(images)
+        masks = trim_padding(masks, self.compute_dtype, self._eager_length_buckets(masks["context_mask"]))
         targets = target_features(self.target_encoder, images, masks["target_indices"])
         context = self.encoder(
             images,
@@ -296,6 +302,20 @@ class FlexPredict(keras.Model):
         if self.length_buckets is not None:
             return self.length_buckets
         return DEFAULT_LENGTH_BUCKETS if backend_adapter.jax_runs_on_cpu() else 1
+
+    def _eager_length_buckets(self, context_mask):
+        # Eager torch cuts each batch's slots to its masks, except where its Dense
+        # layers run as oneDNN matmuls: oneDNN compiles and keeps a primitive per
+        # matmul shape, so there the slots stay static, or, with `length_buckets` set
+        # above 1, are cut to a length bucket as a compiled JAX step's.
+        if self._max_length_buckets() < 2:
+            return None
+        if not backend_adapter.eager_slots_stay_static(context_mask, self.compute_dtype):
+            return None
+        batch_size = int(context_mask.shape[0])
+        if batch_size not in self._eager_buckets:
+            self._eager_buckets[batch_size] = self.train_length_buckets(batch_size)
+        return self._eager_buckets[batch_size]
 
     # Kept for callers of the former private helper (the conversion tests).
     _normalize = staticmethod(layer_norm_no_affine)

@@ -4,7 +4,9 @@
 are a concrete tensor: the same math as the block's Keras layers and ops (LayerNorm in
 at least float32, the Dense layers as one matmul with the bias added by it (oneDNN's
 on AMD CPUs, `_torch_onednn_linear`; `F.linear` elsewhere),
-`scaled_dot_product_attention` with the padding mask, exact GELU), without Keras's
+`scaled_dot_product_attention` with the padding mask, exact GELU; on float32 CPUs the
+LayerNorms' and the GELU's outputs are recomputed in the backward pass rather than
+kept: `_torch_recomputing_dense`), without Keras's
 per-layer `__call__` and per-op conversion and dtype checks, which on a 2-core CPU cost
 about 9% of a ViT-Tiny train step. The weights are the block's own variables, so
 gradients, the optimiser and the EMA see no difference.
@@ -14,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from keras_flexpredict.utils import _torch_onednn_linear
+from keras_flexpredict.utils import _torch_recomputing_dense
 
 
 def _weight(variable, dtype):
@@ -35,15 +38,28 @@ def _dense(layer, x):
     return _torch_onednn_linear.linear(x, _weight(layer.kernel, x.dtype), bias)
 
 
-def _queries_keys_values(block, normed, outputs_from):
-    """q `(b, heads, n - outputs_from, head_dim)`, k and v `(b, heads, n, head_dim)`:
-    with `outputs_from`, the queries of the other tokens are never computed (the
-    kernel's query columns on the kept tokens, its key and value columns on all)."""
-    b, n, d = normed.shape
+def _normed_dense(norm, layer, x):
+    """`_dense(layer, _layer_norm(norm, x))`, on float32 CPUs without keeping the
+    LayerNorm's output for the backward pass (`_torch_recomputing_dense`)."""
+    if not _torch_recomputing_dense.runs_for(x) or norm.gamma is None or norm.beta is None:
+        return _dense(layer, _layer_norm(norm, x))
+    bias = _weight(layer.bias, x.dtype) if layer.use_bias else None
+    gamma, beta = _weight(norm.gamma, x.dtype), _weight(norm.beta, x.dtype)
+    kernel = _weight(layer.kernel, x.dtype)
+    return _torch_recomputing_dense.layer_norm_dense(x, gamma, beta, norm.epsilon, kernel, bias)
+
+
+def _queries_keys_values(block, tokens, outputs_from):
+    """q `(b, heads, n - outputs_from, head_dim)`, k and v `(b, heads, n, head_dim)` of
+    the first LayerNorm's output: with `outputs_from`, the queries of the other tokens
+    are never computed (the kernel's query columns on the kept tokens, its key and
+    value columns on all)."""
+    b, n, d = tokens.shape
     heads = block.num_heads
     if outputs_from is None:
-        qkv = _dense(block.qkv, normed)
+        qkv = _normed_dense(block.norm1, block.qkv, tokens)
         return qkv.view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    normed = _layer_norm(block.norm1, tokens)
     kernel = _weight(block.qkv.kernel, normed.dtype)
     bias = _weight(block.qkv.bias, normed.dtype) if block.qkv.use_bias else None
     kept = normed[:, outputs_from:]
@@ -56,7 +72,7 @@ def _queries_keys_values(block, normed, outputs_from):
 def forward(block, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
     """`block.call(tokens, padding_mask, zero_padding, outputs_from)` in plain torch."""
     d = tokens.shape[-1]
-    q, k, v = _queries_keys_values(block, _layer_norm(block.norm1, tokens), outputs_from)
+    q, k, v = _queries_keys_values(block, tokens, outputs_from)
     keep = None if padding_mask is None else padding_mask.to(torch.bool)
     mask = None if keep is None else keep[:, None, None, :]
     if outputs_from is not None:
@@ -65,7 +81,10 @@ def forward(block, tokens, padding_mask=None, zero_padding=True, outputs_from=No
     b, n = tokens.shape[:2]
     attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     x = tokens + _dense(block.attention_output, attended.transpose(1, 2).reshape(b, n, d))
-    x = x + _dense(block.mlp_output, F.gelu(_dense(block.mlp_hidden, _layer_norm(block.norm2, x))))
+    hidden = _normed_dense(block.norm2, block.mlp_hidden, x)
+    out = block.mlp_output
+    bias = _weight(out.bias, hidden.dtype) if out.use_bias else None
+    x = x + _torch_recomputing_dense.gelu_dense(hidden, _weight(out.kernel, hidden.dtype), bias)
     if keep is not None and zero_padding:
         x = torch.where(keep[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
     return x

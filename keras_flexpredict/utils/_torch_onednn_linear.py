@@ -106,8 +106,8 @@ def _plain(t):
     return t if t.is_contiguous() or t.t().is_contiguous() else t.contiguous()
 
 
-def _matmul_transposed(x, weight):
-    # x @ weight.T for 2-D x (rows, in) and weight (out, in), in oneDNN.
+def matmul_transposed(x, weight):
+    """`x @ weight.T` for 2-D `x` `(rows, in)` and `weight` `(out, in)`, in oneDNN."""
     return torch.ops.mkldnn._linear_pointwise(_plain(x), _plain(weight), None, "none", [], "")
 
 
@@ -123,8 +123,8 @@ class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, kernel = ctx.saved_tensors
-        grad_x = _matmul_transposed(grad, kernel) if ctx.needs_input_grad[0] else None
-        grad_kernel = _matmul_transposed(x.t(), grad.t()) if ctx.needs_input_grad[1] else None
+        grad_x = matmul_transposed(grad, kernel) if ctx.needs_input_grad[0] else None
+        grad_kernel = matmul_transposed(x.t(), grad.t()) if ctx.needs_input_grad[1] else None
         grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_kernel, grad_bias
 

@@ -31,26 +31,13 @@ import numpy as np
 from keras import ops
 
 from keras_flexpredict.utils import keras_internals
+from keras_flexpredict.utils.length_buckets import first_fitting_bucket
 from keras_flexpredict.utils.memory import release_free_memory
 from keras_flexpredict.utils.padding import cut_to_slots
 from keras_flexpredict.utils.padding import longest_mask
 from keras_flexpredict.utils.xla_cpu_options import train_step_compiler_options
 
-__all__ = ["LengthBucketedTrainFunction", "first_fitting_bucket", "make_length_bucketed_train_function"]
-
-
-def first_fitting_bucket(buckets, context_length, target_length):
-    """The first of `buckets` (`(kc, kt)` pairs, cheapest first) that holds a context
-    of `context_length` and targets of `target_length` tokens; the last bucket (the
-    masker's slots) holds every mask.
-
-    >>> first_fitting_bucket(((60, 30), (70, 36), (77, 36)), 65, 30)
-    (70, 36)
-    """
-    for bucket in buckets:
-        if context_length <= bucket[0] and target_length <= bucket[1]:
-            return tuple(bucket)
-    return tuple(buckets[-1])
+__all__ = ["LengthBucketedTrainFunction", "make_length_bucketed_train_function"]
 
 
 def _images(data):

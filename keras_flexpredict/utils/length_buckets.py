@@ -24,7 +24,7 @@ Example:
 
 import numpy as np
 
-__all__ = ["choose_length_buckets", "token_weights"]
+__all__ = ["choose_length_buckets", "first_fitting_bucket", "token_weights"]
 
 
 def token_weights(encoder, predictor, num_targets):
@@ -80,3 +80,17 @@ def choose_length_buckets(
         candidates.remove(best)
         cost = best_cost
     return tuple(sorted(set(buckets), key=lambda b: (wc * b[0] + wt * b[1], b)))
+
+
+def first_fitting_bucket(buckets, context_length, target_length):
+    """The first of `buckets` (`(kc, kt)` pairs, cheapest first) that holds a context
+    of `context_length` and targets of `target_length` tokens; the last bucket (the
+    masker's slots) holds every mask.
+
+    >>> first_fitting_bucket(((60, 30), (70, 36), (77, 36)), 65, 30)
+    (70, 36)
+    """
+    for bucket in buckets:
+        if context_length <= bucket[0] and target_length <= bucket[1]:
+            return tuple(bucket)
+    return tuple(buckets[-1])

@@ -7,6 +7,7 @@ from keras import ops
 from keras_flexpredict.utils.backend_adapter import eager_slots_stay_static
 from keras_flexpredict.utils.backend_adapter import graph_shapes_may_vary
 from keras_flexpredict.utils.backend_adapter import shapes_may_vary
+from keras_flexpredict.utils.length_buckets import first_fitting_bucket
 
 __all__ = [
     "GRAPH_SHAPES_PER_AXIS",
@@ -69,17 +70,18 @@ def _round_up(length, multiple, limit):
     return rounded if limit is None else ops.minimum(rounded, limit)
 
 
-def trim_padding(masks, compute_dtype="float32"):
+def trim_padding(masks, compute_dtype="float32", length_buckets=None):
     """Cuts the padding slots that no image of the batch uses.
 
     The maskers put every real token before the padding (`MultiBlockMasker`: sorted
     indices, then padding), so slicing each slot axis to the batch's longest mask keeps
     every real token and drops only work on padding. Shapes then follow the masks, so
     this applies only where they may: on eager torch (`shapes_may_vary`) the slots are
-    cut to the longest mask, read once on the host (unless the Dense layers of a model
-    computing in `compute_dtype` run as oneDNN matmuls there, which want one shape
-    per layer: `backend_adapter.eager_slots_stay_static`); in a TensorFlow graph
-    without XLA
+    cut to the longest mask, read once on the host; where the Dense layers of a model
+    computing in `compute_dtype` run as oneDNN matmuls there
+    (`backend_adapter.eager_slots_stay_static`), which keeps a compiled primitive per
+    shape, to the first of `length_buckets` that holds the longest mask (the static
+    slots when `length_buckets` is None); in a TensorFlow graph without XLA
     (`graph_shapes_may_vary`) to the longest mask rounded up to a multiple of
     `graph_length_multiple(slots)` (at most the static slot count), computed in the
     graph; within `cut_to_slots` to the sizes it sets (a compiled JAX step's length
@@ -90,6 +92,9 @@ def trim_padding(masks, compute_dtype="float32"):
         masks: dict with `context_indices`, `context_mask` `(B, Kc)` and
             `target_indices`, `target_mask` `(B, M, Kt)`.
         compute_dtype: the model's compute dtype.
+        length_buckets: None, or `(kc, kt)` pairs, cheapest first, the last the static
+            slots (`FlexPredict.train_length_buckets`): the only sizes eager torch
+            cuts to where its Dense layers run as oneDNN matmuls.
 
     Returns:
         The same dict with `Kc`, `Kt` cut to the longest real mask of the batch.
@@ -97,10 +102,15 @@ def trim_padding(masks, compute_dtype="float32"):
     context = masks["context_mask"]
     if _SLOTS:
         kc, kt = _SLOTS[-1]
-    elif shapes_may_vary(context) and not eager_slots_stay_static(context, compute_dtype):
+    elif shapes_may_vary(context):
+        static = eager_slots_stay_static(context, compute_dtype)
+        if static and (length_buckets is None or len(length_buckets) < 2):
+            return masks
         lengths = ops.stack([longest_mask(context), longest_mask(masks["target_mask"])])
         # One host read for both lengths.
         kc, kt = (int(v) for v in ops.convert_to_numpy(lengths))
+        if static:
+            kc, kt = first_fitting_bucket(length_buckets, kc, kt)
     elif graph_shapes_may_vary(context):
         kc, kt = (
             _round_up(longest_mask(m), graph_length_multiple(m.shape[-1]), m.shape[-1])

@@ -17,14 +17,15 @@ from transformer_block_test import randomize_weights
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="the eager torch block is torch-only")
 
 
-def _outputs_and_grads(block, x, mask, zero_padding, eager):
+def _outputs_and_grads(block, x, mask, zero_padding, eager, tokens_need_grad=True):
     import torch
 
-    tokens = torch.tensor(x, requires_grad=True)
+    tokens = torch.tensor(x, requires_grad=tokens_need_grad)
     with mock.patch.object(backend_adapter, "block_stack_mode", return_value="eager_torch" if eager else "layers"):
         out = block(tokens, padding_mask=torch.tensor(mask), zero_padding=zero_padding)
     weights = [w.value for w in block.trainable_weights]
-    grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).sum(), [tokens] + weights)
+    leaves = ([tokens] if tokens_need_grad else []) + weights
+    grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).sum(), leaves)
     return out.detach().float().numpy(), [g.float().numpy() for g in grads]
 
 
@@ -57,6 +58,17 @@ class TorchEagerBlockTest(TestCase):
                 self.assertAllClose(np.where(real, fast_out, 0), np.where(real, slow_out, 0), atol=1e-5, rtol=1e-5)
             for fast, slow in zip(fast_grads, slow_grads):
                 self.assertAllClose(fast, slow, atol=1e-5, rtol=1e-4)
+
+    def test_weight_gradients__equal_the_keras_ops_path_for_inputs_without_gradient(self):
+        # (A first block's input, e.g.: every weight, the LayerNorms' too, still learns.)
+        block = self._block()
+        x, mask = self._inputs()
+        _, fast_grads = _outputs_and_grads(block, x, mask, True, eager=True, tokens_need_grad=False)
+        _, slow_grads = _outputs_and_grads(block, x, mask, True, eager=False, tokens_need_grad=False)
+        self.assertLen(fast_grads, len(block.trainable_weights))
+        for fast, slow in zip(fast_grads, slow_grads):
+            self.assertGreater(np.abs(slow).max(), 0)
+            self.assertAllClose(fast, slow, atol=1e-5, rtol=1e-4)
 
     def test_mixed_bfloat16__equal_the_keras_ops_path(self):
         block = self._block(dtype="mixed_bfloat16")

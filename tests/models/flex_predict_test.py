@@ -380,6 +380,62 @@ class PaddingSlotsTest(TestCase):
             np.testing.assert_array_equal(static[key], value)
         self.assertLess(cut["target_mask"].shape[-1], static["target_mask"].shape[-1])
 
+    def test_trim_padding__to_a_length_bucket_where_torch_runs_onednn_matmuls(self):
+        from keras_flexpredict.utils.padding import trim_padding
+
+        if self.backend != "torch":
+            self.skipTest("eager torch only")
+        masks = kfp.layers.MultiBlockMasker(grid_size=(14, 14), min_keep=4, seed=0)(6)
+        numpy_masks = to_numpy(masks)
+        kc = int(numpy_masks["context_mask"].sum(-1).max())
+        kt = int(numpy_masks["target_mask"].sum(-1).max())
+        slots = (numpy_masks["context_mask"].shape[-1], numpy_masks["target_mask"].shape[-1])
+        buckets = ((kc - 1, kt), (kc, kt + 1), (kc + 1, kt + 1), slots)  # the 2nd is the first that fits
+        with torch_onednn_linear_switch("1"):
+            from keras_flexpredict.utils import _torch_onednn_linear
+
+            if not _torch_onednn_linear.runs_for("cpu", "float32"):
+                self.skipTest("this torch has no oneDNN linear op")
+            cut = to_numpy(trim_padding(masks, length_buckets=buckets))
+            one = to_numpy(trim_padding(masks, length_buckets=(slots,)))
+        self.assertEqual(cut["context_mask"].shape, (6, kc))
+        self.assertEqual(cut["target_mask"].shape, (6, 4, kt + 1))
+        self.assertEqual(cut["target_mask"].sum(), numpy_masks["target_mask"].sum())
+        np.testing.assert_array_equal(cut["target_indices"], numpy_masks["target_indices"][..., : kt + 1])
+        self.assertEqual(one["target_mask"].shape, numpy_masks["target_mask"].shape)
+
+    def test_call__eager_torch_with_onednn_matmuls_runs_at_a_length_bucket_when_asked(self):
+        if self.backend != "torch":
+            self.skipTest("eager torch only")
+        from keras_flexpredict.utils.length_buckets import first_fitting_bucket
+
+        model = tiny_flexpredict()
+        # The model's masker with a seed whose masks fit a bucket with fewer target slots.
+        fixed = to_numpy(kfp.layers.MultiBlockMasker(**dict(model.masker.get_config(), seed=3))(8))
+
+        class FixedMasks(kfp.models.FlexPredict):
+            def draw_masks(self, images):
+                return {k: ops.convert_to_tensor(v) for k, v in fixed.items()}
+
+        config = model.get_config()
+        static = FixedMasks.from_config(config)  # length_buckets=None: the static slots
+        bucketed = FixedMasks.from_config(dict(config, length_buckets=4))
+        buckets = bucketed.train_length_buckets(8)
+        bucket = first_fitting_bucket(
+            buckets, fixed["context_mask"].sum(-1).max(), fixed["target_mask"].sum(-1).max()
+        )
+        self.assertLess(bucket[1], buckets[-1][1])  # the test cuts target slots
+        with torch_onednn_linear_switch("1"):
+            from keras_flexpredict.utils import _torch_onednn_linear
+
+            if not _torch_onednn_linear.runs_for("cpu", "float32"):
+                self.skipTest("this torch has no oneDNN linear op")
+            static_out = to_numpy(static(structured_images(8), training=False))
+            out = to_numpy(bucketed(structured_images(8), training=False))
+        self.assertEqual(static_out["target_mask"].shape[-1], static.masker.num_target_tokens)
+        self.assertEqual(out["target_mask"].shape[-1], bucket[1])
+        np.testing.assert_array_equal(out["target_mask"], fixed["target_mask"][..., : bucket[1]])
+
     def test_trim_padding__in_a_tf_graph_only_outside_xla(self):
         if self.backend != "tensorflow":
             self.skipTest("TensorFlow graphs only")

@@ -4,7 +4,6 @@ import numpy as np
 from keras_flexpredict.testing import TestCase
 from keras_flexpredict.testing.tiny_models import structured_images
 from keras_flexpredict.testing.tiny_models import tiny_flexpredict
-from keras_flexpredict.utils.jax_length_buckets import first_fitting_bucket
 from keras_flexpredict.utils.xla_cpu_options import train_step_compiler_options
 
 
@@ -16,15 +15,6 @@ def train(length_buckets, steps_per_execution=1, steps=12):
     model.compile(steps_per_execution=steps_per_execution)
     model.fit(structured_images(8 * steps), batch_size=8, epochs=1, shuffle=False, verbose=0)
     return model, [np.asarray(keras.ops.convert_to_numpy(w)) for w in model.weights]
-
-
-class FirstFittingBucketTest(TestCase):
-    def test_cheapest_bucket_that_holds_both_lengths(self):
-        buckets = ((50, 36), (74, 30), (77, 36))
-        self.assertEqual(first_fitting_bucket(buckets, 50, 36), (50, 36))
-        self.assertEqual(first_fitting_bucket(buckets, 51, 30), (74, 30))
-        self.assertEqual(first_fitting_bucket(buckets, 60, 31), (77, 36))
-        self.assertEqual(first_fitting_bucket(buckets, 77, 36), (77, 36))
 
 
 class LengthBucketedTrainingTest(TestCase):

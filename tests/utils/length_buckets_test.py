@@ -4,6 +4,7 @@ from keras_flexpredict.models import JEPAPredictor
 from keras_flexpredict.models import ViTEncoder
 from keras_flexpredict.testing import TestCase
 from keras_flexpredict.utils.length_buckets import choose_length_buckets
+from keras_flexpredict.utils.length_buckets import first_fitting_bucket
 from keras_flexpredict.utils.length_buckets import token_weights
 
 
@@ -61,3 +62,12 @@ class ChooseLengthBucketsTest(TestCase):
         context, target = token_weights(encoder, predictor, num_targets=4)
         self.assertEqual(target, 4 * 16**2 * 2)
         self.assertEqual(context, 32**2 * 3 + 4 * 16**2 * 2)
+
+
+class FirstFittingBucketTest(TestCase):
+    def test_cheapest_bucket_that_holds_both_lengths(self):
+        buckets = ((50, 36), (74, 30), (77, 36))
+        self.assertEqual(first_fitting_bucket(buckets, 50, 36), (50, 36))
+        self.assertEqual(first_fitting_bucket(buckets, 51, 30), (74, 30))
+        self.assertEqual(first_fitting_bucket(buckets, 60, 31), (77, 36))
+        self.assertEqual(first_fitting_bucket(buckets, 77, 36), (77, 36))
