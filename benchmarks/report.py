@@ -85,6 +85,8 @@ def write_benchmarks_md():
         compare_hugepages_reading=_read("compare_hugepages_reading.md"),
         compare_emitters=_read("compare_emitters.md"),
         compare_emitters_reading=_read("compare_emitters_reading.md"),
+        compare_zen5_s19=_read("compare_zen5_s19.md"),
+        compare_zen5_s19_reading=_read("compare_zen5_s19_reading.md"),
         compare_zen5_before=_read("compare_zen5_before.md"),
         compare_zen5_before_reading=_read("compare_zen5_before_reading.md"),
         compare_epyc_s16=_read("compare_epyc_s16.md"),
@@ -204,6 +206,16 @@ XLA's float32 matmuls.
 {compare}
 
 {compare_reading}
+
+### Session 19: the Zen 5 VM, torch's Dense layers as oneDNN matmuls, before the activation-memory change
+
+The same command (raw results in `benchmarks/results/compare_zen5_s19`), the code of
+session 19: the eager torch blocks kept every LayerNorm's and GELU's output for the
+backward pass.
+
+{compare_zen5_s19}
+
+{compare_zen5_s19_reading}
 
 ### Session 19, before the torch change: the Zen 5 VM with session 18's code
 

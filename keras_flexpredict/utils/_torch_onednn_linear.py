@@ -20,7 +20,8 @@ oneDNN compiles and keeps (in its primitive cache, up to 1024) one primitive per
 shape, ~0.6-0.8 MiB each. Fed eager torch's per-step slot cuts (`utils.padding.
 trim_padding`), a ViT-Tiny 224/16 run's peak RSS rose by 0.35-0.46 GiB in 18 steps and
 would keep rising. So where this runs, the train step keeps the masker's static slots
-(`backend_adapter.eager_slots_stay_static`): one shape per layer, the peak memory of
+(`backend_adapter.eager_slots_stay_static`; or, with `FlexPredict(length_buckets=N)`,
+cuts them to one of N length buckets): one shape per layer, the peak memory of
 `F.linear` with the cut, and a faster step than with the cut (ViT-Tiny 224/16 b8, the
 official masks: 941 ms static, 985 ms cut, 1038 ms cut and rounded up to an eighth of
 the slots; MKL with the cut 1482-1520 ms).

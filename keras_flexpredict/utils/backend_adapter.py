@@ -55,7 +55,8 @@ def eager_slots_stay_static(tensor, compute_dtype):
     computing in `compute_dtype` runs its Dense layers as oneDNN matmuls
     (`_torch_onednn_linear`, float32 on an AMD CPU by default): oneDNN keeps a compiled
     primitive for every matmul shape it sees, so the step keeps its static slots
-    instead of cutting them to each batch's masks."""
+    instead of cutting them to each batch's masks (or, asked for length buckets, cuts
+    them to one of those few sizes: `utils.padding.trim_padding`)."""
     if not shapes_may_vary(tensor):
         return False
     from keras_flexpredict.utils import _torch_onednn_linear
