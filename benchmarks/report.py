@@ -198,8 +198,8 @@ alone, which on the Zen 4 and Intel VMs ran as fast as any).
 
 `python -m benchmarks.compare_official --masks official,default --torch-only-python
 .venv-torch-only/bin/python` (two rounds; raw results in `benchmarks/results/compare`),
-glibc's malloc (the system allocator) for every cell. Session 19 ran on a new VM: a
-2-core AMD EPYC of CPU family 26 (Zen 5, full-width AVX-512), where MKL's `sgemm`
+glibc's malloc (the system allocator) for every cell. Session 20, on the VM of session
+19: a 2-core AMD EPYC of CPU family 26 (Zen 5, full-width AVX-512), where MKL's `sgemm`
 (torch.mm, the official step's matmuls) runs at about half the speed of oneDNN's and
 XLA's float32 matmuls.
 
@@ -329,7 +329,9 @@ run with the variants' labels swapped, relabelled after the opt-in was chosen), 
 
 `python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step
 alone (no official cell), one process per cell, on the 2-core AMD EPYC (Zen 5) VM of
-session 19 (raw results in `benchmarks/results/growth`).
+session 19 (raw results in `benchmarks/results/growth`). Not re-run in session 20: its
+torch cells keep every LayerNorm's and GELU's output for the backward pass (session
+19's code), so their peak memory is above what the current code holds.
 
 {growth}
 
