@@ -238,7 +238,8 @@ class FlexPredict(keras.Model):
             self.update_target_encoder()
         # Eager torch and TF graphs without XLA drop the padding slots no image uses
         # (the work of the official code's variable-length masks); XLA keeps the static
-        # slots (so does eager torch where its Dense layers run as oneDNN matmuls).
+        # slots (so does eager torch where its Dense layers run as oneDNN matmuls,
+        # unless asked for length buckets: `_eager_length_buckets`).
         masks = self.draw_masks(images)
         masks = trim_padding(masks, self.compute_dtype, self._eager_length_buckets(masks["context_mask"]))
         targets = target_features(self.target_encoder, images, masks["target_indices"])

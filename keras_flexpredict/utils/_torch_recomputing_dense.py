@@ -1,8 +1,8 @@
 """Dense layers that recompute the op before them in the backward pass instead of
 keeping its output (eager torch on CPUs only).
 
-- `layer_norm_dense(x, norm, kernel, bias)`: `layer_norm(x) @ kernel + bias` (a
-  transformer block's qkv and first MLP layer).
+- `layer_norm_dense(x, gamma, beta, epsilon, kernel, bias)`: `layer_norm(x) @ kernel +
+  bias` (a transformer block's qkv and first MLP layer).
 - `gelu_dense(hidden, kernel, bias)`: `gelu(hidden) @ kernel + bias` (exact GELU; the
   MLP's second layer).
 
@@ -12,10 +12,12 @@ the output is computed again in the backward pass by the same kernel (the same f
 values).
 Per token and block that drops the MLP's hidden activation after the GELU (4x the
 model's width) and both LayerNorm outputs (1x each) from the activations a train step
-holds. Measured with saved-tensor hooks at ViT-Tiny 64/8 batch 32 (predictor width
-384): 485 MiB of saved activations before the GELU change. The recomputation costs a
-LayerNorm or a GELU per layer (a GELU over the predictor's 3584 x 1536 hidden values:
-~2 ms on 2 cores), about 1-2% of the step.
+holds. Saved-tensor hooks over one ViT-Tiny 64/8 batch 32 step (predictor width 384):
+422 MiB kept for the backward pass, against 485 with the LayerNorms' outputs kept too;
+peak RSS ~0.15 GiB lower at ViT-Tiny 224/16 batch 8 and 64/8 batch 32. The
+recomputation costs a LayerNorm or a GELU per layer (a GELU over the predictor's 3584 x
+1536 hidden values: ~2 ms on 2 cores); one predictor block's forward and backward ran
+as fast either way (benchmarks/results/cpu_findings.md, session 20).
 
 Kernels are Keras Dense kernels `(in, out)`; the matmuls are those of
 `_torch_onednn_linear` (oneDNN where it runs, else torch's). Outside a CPU, under
