@@ -97,6 +97,8 @@ def write_benchmarks_md():
         compare_epyc_s13_reading=_read("compare_epyc_s13_reading.md"),
         growth=_read("growth.md"),
         growth_reading=_read("growth_reading.md"),
+        growth_zen5_s19=_read("growth_zen5_s19.md"),
+        growth_zen5_s19_reading=_read("growth_zen5_s19_reading.md"),
         growth_epyc_s16=_read("growth_epyc_s16.md"),
         growth_epyc_s16_reading=_read("growth_epyc_s16_reading.md"),
         growth_epyc_s13=_read("growth_epyc_s13.md"),
@@ -329,13 +331,20 @@ run with the variants' labels swapped, relabelled after the opt-in was chosen), 
 
 `python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step
 alone (no official cell), one process per cell, on the 2-core AMD EPYC (Zen 5) VM of
-session 19 (raw results in `benchmarks/results/growth`). Not re-run in session 20: its
-torch cells keep every LayerNorm's and GELU's output for the backward pass (session
-19's code), so their peak memory is above what the current code holds.
+sessions 19-20 (raw results in `benchmarks/results/growth`), the code of session 20.
 
 {growth}
 
 {growth_reading}
+
+### Session 19: the same VM, before torch's activation-memory change
+
+`python -m benchmarks.growth` (raw results in `benchmarks/results/growth_zen5_s19`);
+the eager torch blocks kept every LayerNorm's and GELU's output for the backward pass.
+
+{growth_zen5_s19}
+
+{growth_zen5_s19_reading}
 
 ### Session 16: the 2-core AMD EPYC (Zen 4) VM of sessions 11-18
 
