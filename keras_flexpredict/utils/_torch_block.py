@@ -33,9 +33,13 @@ def _layer_norm(layer, x):
     return y.to(x.dtype)
 
 
+def _kernel_and_bias(layer, dtype):
+    bias = _weight(layer.bias, dtype) if layer.use_bias else None
+    return _weight(layer.kernel, dtype), bias
+
+
 def _dense(layer, x):
-    bias = _weight(layer.bias, x.dtype) if layer.use_bias else None
-    return _torch_onednn_linear.linear(x, _weight(layer.kernel, x.dtype), bias)
+    return _torch_onednn_linear.linear(x, *_kernel_and_bias(layer, x.dtype))
 
 
 def _normed_dense(norm, layer, x):
@@ -43,10 +47,8 @@ def _normed_dense(norm, layer, x):
     LayerNorm's output for the backward pass (`_torch_recomputing_dense`)."""
     if not _torch_recomputing_dense.runs_for(x) or norm.gamma is None or norm.beta is None:
         return _dense(layer, _layer_norm(norm, x))
-    bias = _weight(layer.bias, x.dtype) if layer.use_bias else None
     gamma, beta = _weight(norm.gamma, x.dtype), _weight(norm.beta, x.dtype)
-    kernel = _weight(layer.kernel, x.dtype)
-    return _torch_recomputing_dense.layer_norm_dense(x, gamma, beta, norm.epsilon, kernel, bias)
+    return _torch_recomputing_dense.layer_norm_dense(x, gamma, beta, norm.epsilon, *_kernel_and_bias(layer, x.dtype))
 
 
 def _queries_keys_values(block, tokens, outputs_from):
@@ -60,8 +62,7 @@ def _queries_keys_values(block, tokens, outputs_from):
         qkv = _normed_dense(block.norm1, block.qkv, tokens)
         return qkv.view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
     normed = _layer_norm(block.norm1, tokens)
-    kernel = _weight(block.qkv.kernel, normed.dtype)
-    bias = _weight(block.qkv.bias, normed.dtype) if block.qkv.use_bias else None
+    kernel, bias = _kernel_and_bias(block.qkv, normed.dtype)
     kept = normed[:, outputs_from:]
     q = _torch_onednn_linear.linear(kept, kernel[:, :d], None if bias is None else bias[:d])
     kv = _torch_onednn_linear.linear(normed, kernel[:, d:], None if bias is None else bias[d:])
@@ -82,9 +83,7 @@ def forward(block, tokens, padding_mask=None, zero_padding=True, outputs_from=No
     attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     x = tokens + _dense(block.attention_output, attended.transpose(1, 2).reshape(b, n, d))
     hidden = _normed_dense(block.norm2, block.mlp_hidden, x)
-    out = block.mlp_output
-    bias = _weight(out.bias, hidden.dtype) if out.use_bias else None
-    x = x + _torch_recomputing_dense.gelu_dense(hidden, _weight(out.kernel, hidden.dtype), bias)
+    x = x + _torch_recomputing_dense.gelu_dense(hidden, *_kernel_and_bias(block.mlp_output, hidden.dtype))
     if keep is not None and zero_padding:
         x = torch.where(keep[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
     return x
