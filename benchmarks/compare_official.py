@@ -107,9 +107,11 @@ WITH_TCMALLOC = os.path.join(ROOT, "scripts", "with_tcmalloc.sh")
 # Backend names of --backends that run a backend with a non-default setting, for an A/B
 # beside the default in the same run: name -> (KERAS_BACKEND, extra environment).
 BACKEND_VARIANTS = {
-    # The JAX train step compiled with XLA:CPU's elemental emitters, the opt-in that
-    # trades some speed for less peak memory (keras_flexpredict/utils/xla_cpu_options.py).
+    # The JAX train step compiled with XLA:CPU's elemental emitters (the CPU default since
+    # session 21, an opt-in before: less peak memory, often a slower step) or with XLA's
+    # own fusion emitters (keras_flexpredict/utils/xla_cpu_options.py).
     "jax-elemental-emitters": ("jax", {"KFP_XLA_FUSION_EMITTERS": "0"}),
+    "jax-fusion-emitters": ("jax", {"KFP_XLA_FUSION_EMITTERS": "1"}),
 }
 
 
@@ -490,7 +492,7 @@ def write_report():
     order = {c: i for i, c in enumerate(CONFIGS)}
     impl_order = {
         "official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-jax-elemental-emitters": 4,
-        "ours-tensorflow": 5,
+        "ours-jax-fusion-emitters": 5, "ours-tensorflow": 6,
     }
     lines = [
         "| configuration | masks | implementation | ms / step | img/s | vs official | "

@@ -85,6 +85,9 @@ def write_benchmarks_md():
         compare_hugepages_reading=_read("compare_hugepages_reading.md"),
         compare_emitters=_read("compare_emitters.md"),
         compare_emitters_reading=_read("compare_emitters_reading.md"),
+        compare_jax_memory=_read("compare_jax_memory.md"),
+        compare_jax_memory_default=_read("compare_jax_memory_default.md"),
+        compare_jax_memory_reading=_read("compare_jax_memory_reading.md"),
         compare_zen5_s19=_read("compare_zen5_s19.md"),
         compare_zen5_s19_reading=_read("compare_zen5_s19_reading.md"),
         compare_zen5_before=_read("compare_zen5_before.md"),
@@ -209,6 +212,22 @@ XLA's float32 matmuls.
 
 {compare_reading}
 
+### Session 21: JAX's memory, the default since session 21
+
+The same VM, JAX and the official step only, the code of session 21 (see the reading
+below): `python -m benchmarks.compare_official --masks official --backends
+jax,jax-fusion-emitters --results benchmarks/results/compare_jax_memory` (2 rounds; run
+as `--backends jax,jax-elemental-emitters` while the fusion emitters were still the
+default, and relabelled), then the library's default masks, without an official cell:
+`--configs tiny224,tiny64 --masks default --results
+benchmarks/results/compare_jax_memory_default` (2 rounds).
+
+{compare_jax_memory}
+
+{compare_jax_memory_default}
+
+{compare_jax_memory_reading}
+
 ### Session 19: the Zen 5 VM, torch's Dense layers as oneDNN matmuls, before the activation-memory change
 
 The same command (raw results in `benchmarks/results/compare_zen5_s19`), the code of
@@ -331,7 +350,8 @@ run with the variants' labels swapped, relabelled after the opt-in was chosen), 
 
 `python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step
 alone (no official cell), one process per cell, on the 2-core AMD EPYC (Zen 5) VM of
-sessions 19-20 (raw results in `benchmarks/results/growth`), the code of session 20.
+sessions 19-21 (raw results in `benchmarks/results/growth`), the code of session 20 (the
+JAX rows: session 21's).
 
 {growth}
 

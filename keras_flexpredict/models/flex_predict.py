@@ -100,7 +100,7 @@ class FlexPredict(keras.Model):
             matmuls (float32 on AMD CPUs): there oneDNN keeps a compiled primitive
             per shape, so the slots stay static unless this is set above 1, which
             cuts each batch to its bucket (ViT-Tiny 224/16 batch 8 with 4 buckets:
-            5-14% faster, 0.11-0.13 GiB more peak memory; BENCHMARKS.md).
+            5-14% faster, 0.11-0.16 GiB more peak memory; BENCHMARKS.md).
 
     Call arguments:
         images: float `(B, H, W, C)` normalised images (a dataset may yield

@@ -40,6 +40,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from keras_flexpredict.utils.validation import check_switch
+
 SWITCH = "KFP_TORCH_ONEDNN_LINEAR"
 _CPUINFO = "/proc/cpuinfo"
 
@@ -67,14 +69,9 @@ def switch_state(environ=None, vendor=None):
     >>> switch_state({"KFP_TORCH_ONEDNN_LINEAR": "1"}, vendor="GenuineIntel")
     True
     """
-    environ = os.environ if environ is None else environ
-    value = environ.get(SWITCH, "").strip().lower()
-    if value in ("0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value:
-        raise ValueError(f"{SWITCH} must be 0 or 1 (or unset for the default). Received: {value!r}")
+    state = check_switch(os.environ if environ is None else environ, SWITCH)
+    if state is not None:
+        return state
     return (_cpu_vendor() if vendor is None else vendor) == "AuthenticAMD"
 
 

@@ -7,6 +7,8 @@ import functools
 import os
 import sys
 
+from keras_flexpredict.utils.validation import check_switch
+
 __all__ = ["hugepage_malloc_environment", "release_free_memory"]
 
 HUGEPAGES_TUNABLE = "glibc.malloc.hugetlb=1"
@@ -28,9 +30,10 @@ def release_free_memory():
     `malloc_trim(0)`); a no-op where the C library has no `malloc_trim`. True if it ran.
 
     Why: compiling a large XLA program (e.g. a ViT train step) frees the compiler's
-    working memory (~0.6 GB with XLA:CPU's default fusion emitters, ~0.15 GB with the
-    elemental ones of the opt-in `utils.xla_cpu_options`), which glibc keeps in
-    its heap; without this the process carries it beside every later step's buffers.
+    working memory (~0.6 GB with XLA:CPU's fusion emitters, ~0.15 GB with the
+    elemental ones the train step uses on a CPU, `utils.xla_cpu_options`), which glibc
+    keeps in its heap; without this the process carries it beside every later step's
+    buffers.
 
     >>> release_free_memory() in (True, False)
     True
@@ -87,7 +90,7 @@ def hugepage_malloc_environment(environ=None):
     True
     """
     environ = os.environ if environ is None else environ
-    if environ.get(HUGEPAGES_OPT_OUT, "").strip().lower() in ("0", "false", "no", "off"):
+    if check_switch(environ, HUGEPAGES_OPT_OUT) is False:
         return None
     tunables = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
     if any(t.startswith("glibc.malloc.hugetlb=") for t in tunables):

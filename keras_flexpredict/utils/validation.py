@@ -76,6 +76,24 @@ def check_one_of(name, value, choices):
     return value
 
 
+def check_switch(environ, name):
+    """The on/off environment switch `name` in `environ`: True for 1/true/yes/on, False
+    for 0/false/no/off (any case, spaces ignored), None when unset or empty; any other
+    value raises.
+
+    >>> check_switch({"KFP_X": " Off "}, "KFP_X"), check_switch({}, "KFP_X")
+    (False, None)
+    """
+    value = environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value:
+        raise ValueError(f"{name} must be 0 or 1 (or unset for the default). Received: {name}={environ[name]!r}")
+    return None
+
+
 def check_range(name, value, minimum=None, maximum=None, exclusive_minimum=False):
     """`value`, a pair `(lo, hi)` of finite numbers with `lo <= hi` inside the bounds,
     as a tuple of floats."""

@@ -41,6 +41,10 @@ class HugepageMallocEnvironmentTest(TestCase):
         self.version = None  # not glibc
         self.assertIsNone(memory.hugepage_malloc_environment({}))
 
+    def test_bad_opt_out_value__names_it(self):
+        with self.assertRaisesRegex(ValueError, "KFP_HUGEPAGES='sometimes'"):
+            memory.hugepage_malloc_environment({"KFP_HUGEPAGES": "sometimes"})
+
 
 class RelaunchWithHugepagesTest(TestCase):
     def _relaunch(self, environ, supported=True):

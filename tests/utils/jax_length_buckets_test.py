@@ -42,7 +42,7 @@ class LengthBucketedTrainingTest(TestCase):
             model.make_train_function()
             self.assertFalse(hasattr(model.train_function, "length_bucketed_step"), msg=str(kwargs))
 
-    def test_opt_in__train_step_jit_gets_elemental_emitters(self):
+    def test_default__train_step_jit_gets_elemental_emitters_on_cpu(self):
         import os
         from unittest import mock
 
@@ -56,7 +56,7 @@ class LengthBucketedTrainingTest(TestCase):
             return jit(fun, **kwargs)
 
         runs = {}
-        for value in ("0", ""):
+        for value in ("", "1"):
             seen.clear()
             with mock.patch.dict(os.environ, {"KFP_XLA_FUSION_EMITTERS": value}), mock.patch.object(
                 jax, "jit", recording_jit
@@ -67,10 +67,51 @@ class LengthBucketedTrainingTest(TestCase):
             runs[value] = (len(model.train_function.length_bucketed_step.steps), list(seen))
         if jax.default_backend() != "cpu":
             self.skipTest("The option is XLA:CPU's.")
-        expected = train_step_compiler_options("cpu", {"KFP_XLA_FUSION_EMITTERS": "0"})
-        # Opted in: one jit with it per bucket run, none elsewhere (the mask-length
-        # function, Keras's own jits keep XLA's defaults); by default, none at all.
-        buckets, seen_opt_in = runs["0"]
+        expected = train_step_compiler_options("cpu", {})
+        self.assertIsNotNone(expected)
+        # By default: one jit with it per bucket run, none elsewhere (the mask-length
+        # function, Keras's own jits keep XLA's defaults); switched off, none at all.
+        buckets, seen_default = runs[""]
         self.assertGreaterEqual(buckets, 1)
-        self.assertEqual(seen_opt_in.count(expected), buckets, msg=str(seen_opt_in))
-        self.assertNotIn(expected, runs[""][1])
+        self.assertEqual(seen_default.count(expected), buckets, msg=str(seen_default))
+        self.assertNotIn(expected, runs["1"][1])
+
+    def test_bad_fusion_emitters_switch__fit_names_it_before_compiling(self):
+        import os
+        from unittest import mock
+
+        model = tiny_flexpredict(length_buckets=2)
+        model.compile()
+        with mock.patch.dict(os.environ, {"KFP_XLA_FUSION_EMITTERS": "maybe"}):
+            with self.assertRaisesRegex(ValueError, "KFP_XLA_FUSION_EMITTERS='maybe'"):
+                model.fit(structured_images(8), batch_size=8, epochs=1, verbose=0)
+        self.assertEqual(int(model.train_steps.value), 0)
+
+    def test_fit__drops_jax_compiled_programs_once_before_its_first_step(self):
+        from unittest import mock
+
+        import jax
+
+        if jax.default_backend() != "cpu":
+            self.skipTest("The train function keeps JAX's caches off a CPU.")
+        earlier = jax.jit(lambda x: x + 1)
+        earlier(1.0)
+        self.assertEqual(earlier._cache_size(), 1)
+        clears = []
+        clear = jax.clear_caches
+
+        def counting_clear():
+            clears.append(len(step.compiled))
+            clear()
+
+        keras.utils.set_random_seed(0)
+        model = tiny_flexpredict(sigma=0.0, length_buckets=4)
+        model.compile()
+        model.make_train_function()
+        step = model.train_function.length_bucketed_step
+        with mock.patch.object(jax, "clear_caches", counting_clear):
+            model.fit(structured_images(8 * 12), batch_size=8, epochs=1, shuffle=False, verbose=0)
+        # Once, before the first bucket compiled, however many buckets ran after it.
+        self.assertGreater(len(step.compiled), 1)
+        self.assertEqual(clears, [0])
+        self.assertEqual(earlier._cache_size(), 0)

@@ -7,6 +7,7 @@ from keras_flexpredict.utils.validation import check_float
 from keras_flexpredict.utils.validation import check_int
 from keras_flexpredict.utils.validation import check_one_of
 from keras_flexpredict.utils.validation import check_range
+from keras_flexpredict.utils.validation import check_switch
 
 
 def test_check_int__accepts_numpy_and_refuses_bool_float_and_out_of_range():
@@ -62,3 +63,14 @@ def test_check_float__allow_string_false_refuses_numeric_strings():
     assert check_float("s", "0.5") == 0.5
     with pytest.raises(ValueError, match=r"`s` must be a finite number >= 0. Received: s='0.5'"):
         check_float("s", "0.5", minimum=0, allow_string=False)
+
+
+def test_check_switch__on_off_words_unset_and_bad_values():
+    for value in ("1", "true", " YES ", "on"):
+        assert check_switch({"KFP_X": value}, "KFP_X") is True
+    for value in ("0", "False", "no", "OFF"):
+        assert check_switch({"KFP_X": value}, "KFP_X") is False
+    assert check_switch({}, "KFP_X") is None
+    assert check_switch({"KFP_X": " "}, "KFP_X") is None
+    with pytest.raises(ValueError, match="KFP_X must be 0 or 1.*Received: KFP_X='maybe'"):
+        check_switch({"KFP_X": "maybe"}, "KFP_X")
