@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 VENV_MIN_FREE_GIB ?= 5
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv torch-only-env test demo benchmark compare growth clean
+.PHONY: venv torch-only-env jax-only-env test demo benchmark compare growth clean
 
 venv: $(VENV)/.installed
 
@@ -45,9 +45,22 @@ $(TORCH_ONLY_VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet -c requirements/constraints.txt -e .
 	touch $@
 
+# The same with JAX alone (the package's `jax` extra): `make compare` adds `ours-jax-only`.
+JAX_ONLY_VENV ?= .venv-jax-only
+JAX_ONLY_MIN_FREE_GIB ?= 1
+jax-only-env: $(JAX_ONLY_VENV)/.installed
+
+$(JAX_ONLY_VENV)/.installed: pyproject.toml requirements/constraints.txt
+	@bash scripts/check_disk_space.sh . $(JAX_ONLY_MIN_FREE_GIB) JAX_ONLY_MIN_FREE_GIB
+	$(PYTHON) -m venv $(JAX_ONLY_VENV)
+	$(JAX_ONLY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(JAX_ONLY_VENV)/bin/python -m pip install --quiet -c requirements/constraints.txt -e ".[jax]"
+	touch $@
+
 # Our step beside the official StoP step (needs its clone in ../.mirror, see benchmarks/compare_official.py).
-compare: venv torch-only-env
-	$(PY) -m benchmarks.compare_official --torch-only-python $(TORCH_ONLY_VENV)/bin/python
+compare: venv torch-only-env jax-only-env
+	$(PY) -m benchmarks.compare_official --torch-only-python $(TORCH_ONLY_VENV)/bin/python \
+		--jax-only-python $(JAX_ONLY_VENV)/bin/python
 	$(PY) -m benchmarks.run_all --report
 
 # Our step against batch (8, 32, 64) and image size (128, 160, 224), per backend.
@@ -56,4 +69,4 @@ growth: venv
 	$(PY) -m benchmarks.run_all --report
 
 clean:
-	rm -rf $(VENV) $(TORCH_ONLY_VENV) demo_output .pytest_cache
+	rm -rf $(VENV) $(TORCH_ONLY_VENV) $(JAX_ONLY_VENV) demo_output .pytest_cache

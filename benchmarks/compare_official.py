@@ -61,6 +61,9 @@ imports it (`keras/src/callbacks/orbax_checkpoint.py`), ~0.13 GiB of RSS that a 
 install does not pay; since session 15 `import keras_flexpredict` first imports Keras
 without it (`utils.keras_import`), as the worker here does, so the two cells should differ
 only by what else each environment loads; the step itself is the same.
+`--jax-only-python PATH` adds `ours-jax-only` in the same way (`make jax-only-env` builds
+`.venv-jax-only`, the package with its `jax` extra): with scikit-learn, SciPy and
+matplotlib installed `import keras` loads them too (~45 MiB of RSS on JAX).
 
 Needs: the official StoP clone (`../.mirror/amirbar+StoP/repo`, or `MIRROR`), the
 peers harness (`../shared/peers`, or `PEERS`), pyyaml (`pip install -e .[bench]`).
@@ -113,6 +116,26 @@ BACKEND_VARIANTS = {
     "jax-elemental-emitters": ("jax", {"KFP_XLA_FUSION_EMITTERS": "0"}),
     "jax-fusion-emitters": ("jax", {"KFP_XLA_FUSION_EMITTERS": "1"}),
 }
+
+
+# Cells run by another interpreter, whose environment has one backend only: cell name ->
+# (its `--backends` name, the argument naming the interpreter).
+SINGLE_BACKEND_CELLS = {"ours-torch-only": ("torch", "torch_only_python"), "ours-jax-only": ("jax", "jax_only_python")}
+
+
+def implementations(backends, single_backend_cells=()):
+    """The cells of one configuration, in run order: the official step, ours on each of
+    `backends`, and each of `single_backend_cells` right after its backend's own cell.
+
+    >>> implementations(["torch", "jax", "tensorflow"], ["ours-jax-only", "ours-torch-only"])
+    ['official', 'ours-torch', 'ours-torch-only', 'ours-jax', 'ours-jax-only', 'ours-tensorflow']
+    """
+    impls = ["official"] + [f"ours-{b}" for b in backends]
+    for cell in SINGLE_BACKEND_CELLS:
+        if cell in single_backend_cells:
+            own = f"ours-{SINGLE_BACKEND_CELLS[cell][0]}"
+            impls.insert(impls.index(own) + 1 if own in impls else 1, cell)
+    return impls
 
 
 def backend_environment(env, backend):
@@ -435,9 +458,9 @@ def drive(args):
         print(f"== round {r}: matmul peak {peak:.0f} GFLOP/s ({peaks})", flush=True)
         for config in args.configs:
             for masks, allocator in [(m, a) for m in args.masks for a in args.allocators]:
-                impls = ["official"] + [f"ours-{b}" for b in args.backends]
-                if args.torch_only_python:
-                    impls.insert(2 if "ours-torch" in impls else 1, "ours-torch-only")
+                impls = implementations(
+                    args.backends, [c for c, (_, arg) in SINGLE_BACKEND_CELLS.items() if getattr(args, arg)]
+                )
                 cell_env = allocator_env(env_base, allocator)
                 suffix = "" if allocator == "system" else f"__{allocator}"
                 for impl in impls:
@@ -448,13 +471,13 @@ def drive(args):
                         if result is None:
                             continue
                     else:
-                        torch_only = impl == "ours-torch-only"
-                        env = backend_environment(cell_env, "torch" if torch_only else impl.split("-", 1)[1])
+                        single = SINGLE_BACKEND_CELLS.get(impl)
+                        env = backend_environment(cell_env, single[0] if single else impl.split("-", 1)[1])
                         if masks == "official" and not os.path.exists(_masks_file(config)):
                             print(f"   {config}: no official masks to replay (run the official cell)")
                             continue
                         cmd = [
-                            args.torch_only_python if torch_only else sys.executable,
+                            getattr(args, single[1]) if single else sys.executable,
                             "-m", "benchmarks.compare_official", "--worker",
                             f"--configs={config}", f"--masks={masks}", f"--warmup={args.warmup}",
                             f"--steps={args.steps}", f"--out={out}", f"--label={impl}", f"--results={RESULTS}",
@@ -491,8 +514,8 @@ def write_report():
     several_allocators = len({r["allocator"] for r in rows}) > 1
     order = {c: i for i, c in enumerate(CONFIGS)}
     impl_order = {
-        "official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-jax-elemental-emitters": 4,
-        "ours-jax-fusion-emitters": 5, "ours-tensorflow": 6,
+        "official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-jax-only": 4,
+        "ours-jax-elemental-emitters": 5, "ours-jax-fusion-emitters": 6, "ours-tensorflow": 7,
     }
     lines = [
         "| configuration | masks | implementation | ms / step | img/s | vs official | "
@@ -593,6 +616,11 @@ def main():
         "adds the cell ours-torch-only",
     )
     parser.add_argument(
+        "--jax-only-python",
+        help="a Python whose environment has JAX but no torch, TensorFlow, scikit-learn, SciPy or "
+        "matplotlib extras (make jax-only-env): adds the cell ours-jax-only",
+    )
+    parser.add_argument(
         "--results",
         default=DEFAULT_RESULTS,
         help="folder of the raw results (default benchmarks/results/compare, whose table goes into "
@@ -620,8 +648,11 @@ def main():
             "--allocators tcmalloc: no libtcmalloc found by scripts/with_tcmalloc.sh "
             "(apt install libtcmalloc-minimal4, or set KFP_TCMALLOC)"
         )
-    if args.torch_only_python and not os.path.exists(args.torch_only_python):
-        parser.error(f"--torch-only-python {args.torch_only_python!r} does not exist (make torch-only-env)")
+    for cell, (backend, arg) in SINGLE_BACKEND_CELLS.items():
+        path = getattr(args, arg)
+        if path and not os.path.exists(path):
+            flag = "--" + arg.replace("_", "-")
+            parser.error(f"{flag} {path!r} does not exist (make {backend}-only-env)")
     for name in args.configs:
         if name not in CONFIGS:
             parser.error(f"unknown configuration {name!r}; choose from {sorted(CONFIGS)}")

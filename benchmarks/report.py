@@ -85,9 +85,13 @@ def write_benchmarks_md():
         compare_hugepages_reading=_read("compare_hugepages_reading.md"),
         compare_emitters=_read("compare_emitters.md"),
         compare_emitters_reading=_read("compare_emitters_reading.md"),
+        compare_jax_only=_read("compare_jax_only.md"),
+        compare_jax_only_reading=_read("compare_jax_only_reading.md"),
         compare_jax_memory=_read("compare_jax_memory.md"),
         compare_jax_memory_default=_read("compare_jax_memory_default.md"),
         compare_jax_memory_reading=_read("compare_jax_memory_reading.md"),
+        compare_zen5_s20=_read("compare_zen5_s20.md"),
+        compare_zen5_s20_reading=_read("compare_zen5_s20_reading.md"),
         compare_zen5_s19=_read("compare_zen5_s19.md"),
         compare_zen5_s19_reading=_read("compare_zen5_s19_reading.md"),
         compare_zen5_before=_read("compare_zen5_before.md"),
@@ -203,14 +207,28 @@ alone, which on the Zen 4 and Intel VMs ran as fast as any).
 
 `python -m benchmarks.compare_official --masks official,default --torch-only-python
 .venv-torch-only/bin/python` (two rounds; raw results in `benchmarks/results/compare`),
-glibc's malloc (the system allocator) for every cell. Session 20, on the VM of session
-19: a 2-core AMD EPYC of CPU family 26 (Zen 5, full-width AVX-512), where MKL's `sgemm`
-(torch.mm, the official step's matmuls) runs at about half the speed of oneDNN's and
-XLA's float32 matmuls.
+glibc's malloc (the system allocator) for every cell. Session 22, the code of session
+21 (JAX's train step with XLA's elemental emitters on a CPU), on the VM of sessions
+19-21: a 2-core AMD EPYC of CPU family 26 (Zen 5, full-width AVX-512), where MKL's
+`sgemm` (torch.mm, the official step's matmuls) runs at about half the speed of oneDNN's
+and XLA's float32 matmuls.
 
 {compare}
 
 {compare_reading}
+
+### Session 22: JAX in a JAX-only install
+
+The same VM and code, JAX and the official step only, official masks:
+`python -m benchmarks.compare_official --masks official --backends jax
+--jax-only-python .venv-jax-only/bin/python --results
+benchmarks/results/compare_jax_only` (2 rounds; `make jax-only-env` builds
+`.venv-jax-only`, the package with its `jax` extra only, as a JAX user installs it;
+`make compare` adds the cell).
+
+{compare_jax_only}
+
+{compare_jax_only_reading}
 
 ### Session 21: JAX's memory, the default since session 21
 
@@ -227,6 +245,16 @@ benchmarks/results/compare_jax_memory_default` (2 rounds).
 {compare_jax_memory_default}
 
 {compare_jax_memory_reading}
+
+### Session 20: every backend, before JAX's elemental emitters
+
+The same command (raw results in `benchmarks/results/compare_zen5_s20`), the code of
+session 20: JAX's train step with XLA's fusion emitters, and JAX's compiled-program
+caches kept.
+
+{compare_zen5_s20}
+
+{compare_zen5_s20_reading}
 
 ### Session 19: the Zen 5 VM, torch's Dense layers as oneDNN matmuls, before the activation-memory change
 

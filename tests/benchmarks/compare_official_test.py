@@ -91,3 +91,58 @@ def test_slots_column__names_jax_length_buckets(results):
     table = (results.parent / "compare_here.md").read_text()
     assert "66.2 / 31.5 (77 / 36, 4 length buckets) |" in table
     assert "66.2 / 31.5 (77 / 36) |" in table
+
+
+def test_single_backend_cells__each_right_after_its_backend():
+    assert compare_official.implementations(["jax", "tensorflow"], ["ours-jax-only"]) == [
+        "official", "ours-jax", "ours-jax-only", "ours-tensorflow",
+    ]
+    assert compare_official.implementations(["tensorflow"], ["ours-torch-only"]) == [
+        "official", "ours-torch-only", "ours-tensorflow",
+    ]
+    assert compare_official.implementations(["torch"]) == ["official", "ours-torch"]
+
+
+def test_single_backend_cells__missing_interpreter_refused_before_any_run(monkeypatch, capsys):
+    missing = "/nonexistent/.venv-jax-only/bin/python"
+    monkeypatch.setattr("sys.argv", ["compare_official", "--jax-only-python", missing])
+    monkeypatch.setattr(compare_official, "drive", lambda args: pytest.fail("ran cells"))
+    with pytest.raises(SystemExit):
+        compare_official.main()
+    assert f"--jax-only-python {missing!r} does not exist (make jax-only-env)" in capsys.readouterr().err
+
+
+def test_single_backend_cell__runs_with_its_interpreter_and_backend(results, tmp_path, monkeypatch):
+    calls = []
+    real_run = compare_official.subprocess.run
+    jax_only = tmp_path / "python"
+    jax_only.write_text("")
+
+    def fake_run(cmd, **kwargs):
+        if "--worker" not in cmd:
+            return real_run(cmd, **kwargs)
+        env = kwargs["env"]
+        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--out="))
+        label = next(a.split("=", 1)[1] for a in cmd if a.startswith("--label="))
+        calls.append((cmd[0], env["KERAS_BACKEND"], label))
+        with open(out, "w") as f:
+            json.dump(dict(_row(label, 1000.0), masks="default"), f)
+
+        class Done:
+            returncode = 0
+
+        return Done()
+
+    monkeypatch.setattr(compare_official, "matmul_peak", lambda: {"torch_mm": 150.0, "onednn": 300.0})
+    monkeypatch.setattr(compare_official.subprocess, "run", fake_run)
+    monkeypatch.setattr(
+        "sys.argv",
+        ["compare_official", "--configs", "tiny64", "--masks", "default", "--backends", "jax", "--rounds", "1",
+         "--jax-only-python", str(jax_only), "--results", str(results)],
+    )
+    monkeypatch.setattr(compare_official, "run_official", lambda *a: None)
+    compare_official.main()
+    assert calls == [
+        (compare_official.sys.executable, "jax", "ours-jax"),
+        (str(jax_only), "jax", "ours-jax-only"),
+    ]
