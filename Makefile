@@ -31,30 +31,21 @@ demo: venv
 benchmark: venv
 	$(PY) -m benchmarks.run_all
 
-# A second environment with torch but no JAX or TensorFlow, as a torch user installs the
-# package: `make compare` adds its cell `ours-torch-only` (import-time memory differs).
-TORCH_ONLY_VENV ?= .venv-torch-only
-TORCH_ONLY_MIN_FREE_GIB ?= 2
+# Environments with one backend only, as its users install the package: `make compare`
+# adds their cells `ours-torch-only` and `ours-jax-only` (import-time memory differs).
+# torch first from TORCH_SPEC (its CPU build), then the package with the backend's extra.
+ONE_BACKEND_MIN_FREE_GIB ?= 2
+TORCH_ONLY_VENV := .venv-torch-only
+JAX_ONLY_VENV := .venv-jax-only
 torch-only-env: $(TORCH_ONLY_VENV)/.installed
-
-$(TORCH_ONLY_VENV)/.installed: pyproject.toml requirements/constraints.txt
-	@bash scripts/check_disk_space.sh . $(TORCH_ONLY_MIN_FREE_GIB) TORCH_ONLY_MIN_FREE_GIB
-	$(PYTHON) -m venv $(TORCH_ONLY_VENV)
-	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(TORCH_ONLY_VENV)/bin/python -m pip install --quiet -c requirements/constraints.txt -e .
-	touch $@
-
-# The same with JAX alone (the package's `jax` extra): `make compare` adds `ours-jax-only`.
-JAX_ONLY_VENV ?= .venv-jax-only
-JAX_ONLY_MIN_FREE_GIB ?= 1
 jax-only-env: $(JAX_ONLY_VENV)/.installed
 
-$(JAX_ONLY_VENV)/.installed: pyproject.toml requirements/constraints.txt
-	@bash scripts/check_disk_space.sh . $(JAX_ONLY_MIN_FREE_GIB) JAX_ONLY_MIN_FREE_GIB
-	$(PYTHON) -m venv $(JAX_ONLY_VENV)
-	$(JAX_ONLY_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(JAX_ONLY_VENV)/bin/python -m pip install --quiet -c requirements/constraints.txt -e ".[jax]"
+.venv-%-only/.installed: pyproject.toml requirements/constraints.txt
+	@bash scripts/check_disk_space.sh . $(ONE_BACKEND_MIN_FREE_GIB) ONE_BACKEND_MIN_FREE_GIB
+	$(PYTHON) -m venv .venv-$*-only
+	.venv-$*-only/bin/python -m pip install --quiet --upgrade pip
+	$(if $(filter torch,$*),.venv-$*-only/bin/python -m pip install --quiet "$(TORCH_SPEC)")
+	.venv-$*-only/bin/python -m pip install --quiet -c requirements/constraints.txt -e ".[$*]"
 	touch $@
 
 # Our step beside the official StoP step (needs its clone in ../.mirror, see benchmarks/compare_official.py).
