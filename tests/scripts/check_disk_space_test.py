@@ -23,9 +23,9 @@ def test_too_little_space__fails_with_free_and_needed_sizes(tmp_path):
 
 
 def test_too_little_space__names_the_given_variable(tmp_path):
-    result = _run(str(tmp_path), "999999999", "TORCH_ONLY_MIN_FREE_GIB")
+    result = _run(str(tmp_path), "999999999", "ONE_BACKEND_MIN_FREE_GIB")
     assert result.returncode == 1
-    assert "TORCH_ONLY_MIN_FREE_GIB=N" in result.stderr
+    assert "ONE_BACKEND_MIN_FREE_GIB=N" in result.stderr
 
 
 def test_bad_size__names_the_value(tmp_path):
