@@ -120,7 +120,10 @@ BACKEND_VARIANTS = {
 
 # Cells run by another interpreter, whose environment has one backend only: cell name ->
 # (its `--backends` name, the argument naming the interpreter).
-SINGLE_BACKEND_CELLS = {"ours-torch-only": ("torch", "torch_only_python"), "ours-jax-only": ("jax", "jax_only_python")}
+SINGLE_BACKEND_CELLS = {
+    "ours-torch-only": ("torch", "torch_only_python"),
+    "ours-jax-only": ("jax", "jax_only_python"),
+}
 
 
 def implementations(backends, single_backend_cells=()):
@@ -648,7 +651,7 @@ def main():
             "--allocators tcmalloc: no libtcmalloc found by scripts/with_tcmalloc.sh "
             "(apt install libtcmalloc-minimal4, or set KFP_TCMALLOC)"
         )
-    for cell, (backend, arg) in SINGLE_BACKEND_CELLS.items():
+    for backend, arg in SINGLE_BACKEND_CELLS.values():
         path = getattr(args, arg)
         if path and not os.path.exists(path):
             flag = "--" + arg.replace("_", "-")
