@@ -34,8 +34,11 @@ step of the same round, model FLOPs per step on real tokens (target encoder forw
 context encoder and predictor forward + backward; the same definition as the official
 harness) and MFU = model FLOPs / step time / the fp32 matmul peak measured in the same
 round (torch.mm 4096^3), mean real context / target tokens, first step (compilation) and
-peak RSS. A timed step during which other processes used more than 5% of the machine is
-re-run (at most 3 times) and counted. Raw results: `benchmarks/results/compare/*.json`;
+peak RSS, with (since session 23) the part of it that was mapped files in parentheses
+(shared libraries' pages, read as each process exits: `benchmarks/mapped_file_rss.py`;
+~0.5 GiB in a TensorFlow process, ~0.1 GiB in the official torch one). A timed step
+during which other processes used more than 5% of the machine is re-run (at most 3
+times) and counted. Raw results: `benchmarks/results/compare/*.json`;
 the table goes to `benchmarks/results/compare_official.md` and into BENCHMARKS.md.
 
 `--allocators system,tcmalloc` runs every cell (the official one too) once with glibc's
@@ -47,7 +50,10 @@ JAX pays ~150k page faults a step; tcmalloc keeps the buffer. `hugepages` keeps 
 malloc but sets `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc >= 2.35; the kernel's
 transparent huge pages in `madvise` or `always` mode): the same buffer then faults in
 2 MiB pages (JAX ~3.1M -> ~0.7M page faults in an 18-step ViT-Tiny run); the recipes'
-command lines run JAX so since session 17. `--results DIR` keeps a run (another
+command lines run JAX so since session 17. `one-arena` keeps glibc's malloc with
+`MALLOC_ARENA_MAX=1`: every thread allocates from the main heap, so memory one thread
+frees can serve another's next tensor (TensorFlow's executor threads otherwise hold freed
+memory in arenas of their own). `--results DIR` keeps a run (another
 machine's, say) apart from the table of BENCHMARKS.md; its table goes to `DIR.md`.
 
 `--length-buckets N` sets `FlexPredict(length_buckets=N)` in our JAX cells (default: the
@@ -64,6 +70,9 @@ only by what else each environment loads; the step itself is the same.
 `--jax-only-python PATH` adds `ours-jax-only` in the same way (`make jax-only-env` builds
 `.venv-jax-only`, the package with its `jax` extra): with scikit-learn, SciPy and
 matplotlib installed `import keras` loads them too (~45 MiB of RSS on JAX).
+`--tensorflow-only-python PATH` adds `ours-tensorflow-only` (`make tensorflow-only-env`
+builds `.venv-tensorflow-only`, the package with its `tensorflow` extra): with JAX
+installed, TensorFlow's `tf.lite` imports it (~90 MiB of RSS with Keras's extras).
 
 Needs: the official StoP clone (`../.mirror/amirbar+StoP/repo`, or `MIRROR`), the
 peers harness (`../shared/peers`, or `PEERS`), pyyaml (`pip install -e .[bench]`).
@@ -79,6 +88,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from benchmarks.mapped_file_rss import mapped_file_rss_mib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -98,7 +109,7 @@ LABELS = {
 }
 PREDICTOR_WIDTH, PREDICTOR_DEPTH, NUM_TARGETS = 384, 6, 4
 OTHER_LOAD_LIMIT = 0.05
-ALLOCATORS = ("system", "tcmalloc", "hugepages")
+ALLOCATORS = ("system", "tcmalloc", "hugepages", "one-arena")
 # glibc >= 2.35: malloc asks the kernel for transparent huge pages (madvise) on the
 # memory it maps, so a fresh buffer faults in 2 MiB pages instead of 4 KiB ones. Set here,
 # not through `keras_flexpredict.utils.memory.hugepage_malloc_environment`: the driver
@@ -123,6 +134,7 @@ BACKEND_VARIANTS = {
 SINGLE_BACKEND_CELLS = {
     "ours-torch-only": ("torch", "torch_only_python"),
     "ours-jax-only": ("jax", "jax_only_python"),
+    "ours-tensorflow-only": ("tensorflow", "tensorflow_only_python"),
 }
 
 
@@ -164,9 +176,12 @@ def find_tcmalloc():
 def allocator_env(env, allocator):
     """`env` with the allocator preloaded (`"system"`: glibc's malloc, unchanged;
     `"hugepages"`: glibc's malloc with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` added to
-    the tunables `env` already sets)."""
+    the tunables `env` already sets; `"one-arena"`: glibc's malloc with
+    `MALLOC_ARENA_MAX=1`, every thread allocating from the main heap)."""
     if allocator == "system":
         return env
+    if allocator == "one-arena":
+        return dict(env, MALLOC_ARENA_MAX="1")
     if allocator == "hugepages":
         tunables = [
             t for t in env.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.hugetlb=")
@@ -374,6 +389,7 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None, leng
         model_flops=float(np.mean(flops)), noisy_steps=reruns,
         max_other_load=max(others[i] for i in use),
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        mapped_file_rss_mib=mapped_file_rss_mib(),
         keras=keras.__version__,
     )
 
@@ -386,8 +402,11 @@ def _peers_dir():
 def run_official(config, masks, warmup, steps, out, env=None):
     if masks != "official":
         return None  # the official code has only its own masks
+    # Run through `benchmarks.mapped_file_rss`, which reads the process's file-backed RSS as
+    # it exits, as our worker does at the end of its run.
     cmd = [
-        sys.executable, os.path.join(_peers_dir(), "bench_jepa_torch.py"), "--impl", "stop",
+        sys.executable, "-m", "benchmarks.mapped_file_rss", out + ".files",
+        os.path.join(_peers_dir(), "bench_jepa_torch.py"), "--impl", "stop",
         "--stop", "1", "--ckpt", "off", "--config", config, "--warmup", str(warmup),
         "--steps", str(steps), "--collator-calls", "20", "--flops", "0", "--out", out,
         "--dump-masks", _masks_file(config),
@@ -406,7 +425,22 @@ def run_official(config, masks, warmup, steps, out, env=None):
         model_flops=statistics.mean(model_flops(cfg, c, t) for c, t in shapes),
         noisy_steps=sum(k - 1 for k in raw["tries"]), max_other_load=max(raw["other_load"]),
         peak_rss_mib=raw["rss_mib"]["peak"], ref_commit=raw.get("ref_commit"),
+        mapped_file_rss_mib=_read_mapped_file_rss(out + ".files"),
     )
+
+
+def _mapped_files(runs):
+    """` (0.45)`: the most of `runs`' RSS that was mapped files, GiB; "" if none read it."""
+    values = [r["mapped_file_rss_mib"] for r in runs if r.get("mapped_file_rss_mib") is not None]
+    return f" ({max(values) / 1024:.2f})" if values else ""
+
+
+def _read_mapped_file_rss(path):
+    try:
+        with open(path) as f:
+            return json.load(f)["mapped_file_rss_mib"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def write_json(path, value, indent=None):
@@ -519,10 +553,13 @@ def write_report():
     impl_order = {
         "official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-jax-only": 4,
         "ours-jax-elemental-emitters": 5, "ours-jax-fusion-emitters": 6, "ours-tensorflow": 7,
+        "ours-tensorflow-only": 8,
     }
+    any_files = any(r.get("mapped_file_rss_mib") is not None for r in rows)
     lines = [
         "| configuration | masks | implementation | ms / step | img/s | vs official | "
-        "model GFLOP / step | MFU | real tokens ctx / tgt (slots) | first step s | peak RSS GiB |",
+        "model GFLOP / step | MFU | real tokens ctx / tgt (slots) | first step s | "
+        f"peak RSS GiB{' (mapped files)' if any_files else ''} |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     mask_order = {"official": 0, "reference": 1, "default": 2}
@@ -550,7 +587,7 @@ def write_report():
             f"{statistics.mean(r['context_tokens'] for r in runs):.1f} / "
             f"{statistics.mean(r['target_tokens'] for r in runs):.1f}{slots} | "
             f"{'%.1f' % first if first is not None else '-'} | "
-            f"{max(r['peak_rss_mib'] for r in runs) / 1024:.2f} |"
+            f"{max(r['peak_rss_mib'] for r in runs) / 1024:.2f}{_mapped_files(runs)} |"
         )
     peaks = sorted({r["matmul_gflops"] for r in rows})
     mkl = sorted({r["matmul_peaks"]["torch_mm"] for r in rows if "matmul_peaks" in r})
@@ -603,8 +640,9 @@ def main():
         "--allocators",
         default="system",
         help="comma-separated: system (glibc malloc), tcmalloc (preloaded; apt install "
-        "libtcmalloc-minimal4, or KFP_TCMALLOC=/path/libtcmalloc.so) and/or hugepages (glibc malloc "
-        "with GLIBC_TUNABLES=glibc.malloc.hugetlb=1); each into every cell, the official one too",
+        "libtcmalloc-minimal4, or KFP_TCMALLOC=/path/libtcmalloc.so), hugepages (glibc malloc "
+        "with GLIBC_TUNABLES=glibc.malloc.hugetlb=1) and/or one-arena (glibc malloc with "
+        "MALLOC_ARENA_MAX=1); each into every cell, the official one too",
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
@@ -622,6 +660,11 @@ def main():
         "--jax-only-python",
         help="a Python whose environment has JAX but no torch, TensorFlow, scikit-learn, SciPy or "
         "matplotlib extras (make jax-only-env): adds the cell ours-jax-only",
+    )
+    parser.add_argument(
+        "--tensorflow-only-python",
+        help="a Python whose environment has TensorFlow but no torch, JAX, scikit-learn, SciPy or "
+        "matplotlib (make tensorflow-only-env): adds the cell ours-tensorflow-only",
     )
     parser.add_argument(
         "--results",

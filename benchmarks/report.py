@@ -85,11 +85,15 @@ def write_benchmarks_md():
         compare_hugepages_reading=_read("compare_hugepages_reading.md"),
         compare_emitters=_read("compare_emitters.md"),
         compare_emitters_reading=_read("compare_emitters_reading.md"),
+        compare_tf_only=_read("compare_tf_only.md"),
+        compare_tf_only_reading=_read("compare_tf_only_reading.md"),
         compare_jax_only=_read("compare_jax_only.md"),
         compare_jax_only_reading=_read("compare_jax_only_reading.md"),
         compare_jax_memory=_read("compare_jax_memory.md"),
         compare_jax_memory_default=_read("compare_jax_memory_default.md"),
         compare_jax_memory_reading=_read("compare_jax_memory_reading.md"),
+        compare_zen5_s22=_read("compare_zen5_s22.md"),
+        compare_zen5_s22_reading=_read("compare_zen5_s22_reading.md"),
         compare_zen5_s20=_read("compare_zen5_s20.md"),
         compare_zen5_s20_reading=_read("compare_zen5_s20_reading.md"),
         compare_zen5_s19=_read("compare_zen5_s19.md"),
@@ -206,16 +210,33 @@ alone, which on the Zen 4 and Intel VMs ran as fast as any).
 ### Now: every backend on a 2-core AMD EPYC (Zen 5) VM, official and default masks
 
 `python -m benchmarks.compare_official --masks official,default --torch-only-python
-.venv-torch-only/bin/python` (two rounds; raw results in `benchmarks/results/compare`),
-glibc's malloc (the system allocator) for every cell. Session 22, the code of session
-21 (JAX's train step with XLA's elemental emitters on a CPU), on the VM of sessions
-19-21: a 2-core AMD EPYC of CPU family 26 (Zen 5, full-width AVX-512), where MKL's
+.venv-torch-only/bin/python --jax-only-python .venv-jax-only/bin/python
+--tensorflow-only-python .venv-tensorflow-only/bin/python` (`make compare`; two rounds;
+raw results in `benchmarks/results/compare`), glibc's malloc (the system allocator) for
+every cell. Session 23, the code of session 21 (JAX's train step with XLA's elemental
+emitters on a CPU), every backend also in an install of its own, and the part of each
+peak RSS that was mapped files (shared libraries) in parentheses, on the VM of sessions
+19-22: a 2-core AMD EPYC of CPU family 26 (Zen 5, full-width AVX-512), where MKL's
 `sgemm` (torch.mm, the official step's matmuls) runs at about half the speed of oneDNN's
 and XLA's float32 matmuls.
 
 {compare}
 
 {compare_reading}
+
+### Session 23: TensorFlow in a TensorFlow-only install, and glibc's malloc with one arena
+
+The same VM and code, TensorFlow and the official step only, official masks, every
+cell once with glibc's default arenas and once with `MALLOC_ARENA_MAX=1` (the official
+cell too): `python -m benchmarks.compare_official --masks official --backends tensorflow
+--tensorflow-only-python .venv-tensorflow-only/bin/python --allocators system,one-arena
+--results benchmarks/results/compare_tf_only` (2 rounds; `make tensorflow-only-env`
+builds `.venv-tensorflow-only`, the package with its `tensorflow` extra only; `make
+compare` adds the cell).
+
+{compare_tf_only}
+
+{compare_tf_only_reading}
 
 ### Session 22: JAX in a JAX-only install
 
@@ -245,6 +266,16 @@ benchmarks/results/compare_jax_memory_default` (2 rounds).
 {compare_jax_memory_default}
 
 {compare_jax_memory_reading}
+
+### Session 22: every backend, the development environment's torch, JAX and TensorFlow
+
+The same code, `--masks official,default --torch-only-python .venv-torch-only/bin/python`
+(raw results in `benchmarks/results/compare_zen5_s22`), before the JAX-only and
+TensorFlow-only cells joined the table and before it showed the mapped files.
+
+{compare_zen5_s22}
+
+{compare_zen5_s22_reading}
 
 ### Session 20: every backend, before JAX's elemental emitters
 

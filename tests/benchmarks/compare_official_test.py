@@ -40,6 +40,27 @@ def test_table_of_another_folder__written_beside_it(results):
     assert "| 0.50x |" in table
 
 
+def test_mapped_files__shown_beside_peak_rss_only_where_read(results):
+    _write(results, "a__r0", dict(_row("official", 1000.0), mapped_file_rss_mib=102.4))
+    _write(results, "b__r0", dict(_row("ours-tensorflow", 800.0), peak_rss_mib=2048.0, mapped_file_rss_mib=450.0))
+    _write(results, "c__r1", dict(_row("ours-tensorflow", 800.0, round_=1), peak_rss_mib=2000.0,
+                                  mapped_file_rss_mib=460.8))
+    _write(results, "d__r0", _row("ours-jax", 900.0))  # written before session 23
+    compare_official.write_report()
+    table = (results.parent / "compare_here.md").read_text()
+    assert "| peak RSS GiB (mapped files) |" in table
+    assert "| 1.00 (0.10) |" in table  # the official row
+    assert "| 2.00 (0.45) |" in table  # the larger of each over its rounds
+    jax = next(line for line in table.splitlines() if "| ours-jax |" in line)
+    assert jax.endswith("| 1.00 |")
+
+
+def test_no_mapped_files_read__header_unchanged(results):
+    _write(results, "a__r0", _row("official", 1000.0))
+    compare_official.write_report()
+    assert "| first step s | peak RSS GiB |" in (results.parent / "compare_here.md").read_text()
+
+
 def test_ratio_taken_against_the_official_step_of_the_same_allocator(results):
     # Rows without an allocator (written before the option) count as glibc's.
     _write(results, "a__r0", _row("official", 1000.0))
@@ -80,6 +101,21 @@ def test_hugepages__adds_glibc_tunable_keeping_the_others():
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
 
 
+def test_one_arena__sets_malloc_arena_max_keeping_the_rest():
+    assert compare_official.allocator_env({"A": "1", "MALLOC_ARENA_MAX": "8"}, "one-arena") == {
+        "A": "1", "MALLOC_ARENA_MAX": "1",
+    }
+
+
+def test_unknown_allocator_refused_with_the_choices(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["compare_official", "--allocators", "system,two-arenas"])
+    monkeypatch.setattr(compare_official, "drive", lambda args: pytest.fail("ran cells"))
+    with pytest.raises(SystemExit):
+        compare_official.main()
+    err = capsys.readouterr().err
+    assert "unknown allocator 'two-arenas'" in err and "'one-arena'" in err
+
+
 def test_slots_column__names_jax_length_buckets(results):
     _write(results, "a__r0", _row("official", 1000.0))
     jax = dict(_row("ours-jax", 1200.0), context_slots=77, target_slots=36,
@@ -101,6 +137,9 @@ def test_single_backend_cells__each_right_after_its_backend():
         "official", "ours-torch-only", "ours-tensorflow",
     ]
     assert compare_official.implementations(["torch"]) == ["official", "ours-torch"]
+    assert compare_official.implementations(
+        ["torch", "tensorflow"], ["ours-tensorflow-only", "ours-torch-only"]
+    ) == ["official", "ours-torch", "ours-torch-only", "ours-tensorflow", "ours-tensorflow-only"]
 
 
 def test_single_backend_cells__missing_interpreter_refused_before_any_run(monkeypatch, capsys):
@@ -110,6 +149,14 @@ def test_single_backend_cells__missing_interpreter_refused_before_any_run(monkey
     with pytest.raises(SystemExit):
         compare_official.main()
     assert f"--jax-only-python {missing!r} does not exist (make jax-only-env)" in capsys.readouterr().err
+    missing = "/nonexistent/.venv-tensorflow-only/bin/python"
+    monkeypatch.setattr("sys.argv", ["compare_official", "--tensorflow-only-python", missing])
+    with pytest.raises(SystemExit):
+        compare_official.main()
+    assert (
+        f"--tensorflow-only-python {missing!r} does not exist (make tensorflow-only-env)"
+        in capsys.readouterr().err
+    )
 
 
 def test_single_backend_cell__runs_with_its_interpreter_and_backend(results, tmp_path, monkeypatch):
