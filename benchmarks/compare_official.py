@@ -79,6 +79,7 @@ peers harness (`../shared/peers`, or `PEERS`), pyyaml (`pip install -e .[bench]`
 """
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -118,6 +119,7 @@ HUGEPAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 WITH_TCMALLOC = os.path.join(ROOT, "scripts", "with_tcmalloc.sh")
 
 
+REMAT_BLOCKS = "KFP_BENCH_REMAT_BLOCKS"
 # Backend names of --backends that run a backend with a non-default setting, for an A/B
 # beside the default in the same run: name -> (KERAS_BACKEND, extra environment).
 BACKEND_VARIANTS = {
@@ -126,6 +128,11 @@ BACKEND_VARIANTS = {
     # own fusion emitters (keras_flexpredict/utils/xla_cpu_options.py).
     "jax-elemental-emitters": ("jax", {"KFP_XLA_FUSION_EMITTERS": "0"}),
     "jax-fusion-emitters": ("jax", {"KFP_XLA_FUSION_EMITTERS": "1"}),
+    # Every transformer block under a `keras.RematScope` (run_ours): its backward pass
+    # computes its activations again instead of keeping them.
+    "tensorflow-remat-blocks": ("tensorflow", {REMAT_BLOCKS: "1"}),
+    "torch-remat-blocks": ("torch", {REMAT_BLOCKS: "1"}),
+    "jax-remat-blocks": ("jax", {REMAT_BLOCKS: "1"}),
 }
 
 
@@ -135,7 +142,26 @@ SINGLE_BACKEND_CELLS = {
     "ours-torch-only": ("torch", "torch_only_python"),
     "ours-jax-only": ("jax", "jax_only_python"),
     "ours-tensorflow-only": ("tensorflow", "tensorflow_only_python"),
+    # A variant in a one-backend install: run only beside the variant in --backends.
+    "ours-tensorflow-only-remat-blocks": ("tensorflow-remat-blocks", "tensorflow_only_python"),
 }
+
+
+def one_backend_cells(backends, pythons):
+    """The `SINGLE_BACKEND_CELLS` a run has: those whose interpreter is given
+    (`pythons`: argument name -> path or None), a variant's only where `backends` has
+    that variant.
+
+    >>> one_backend_cells(["tensorflow"], {"tensorflow_only_python": "py"})
+    ['ours-tensorflow-only']
+    >>> one_backend_cells(["tensorflow-remat-blocks"], {"tensorflow_only_python": "py"})
+    ['ours-tensorflow-only', 'ours-tensorflow-only-remat-blocks']
+    """
+    return [
+        cell
+        for cell, (backend, arg) in SINGLE_BACKEND_CELLS.items()
+        if pythons.get(arg) and (backend not in BACKEND_VARIANTS or backend in backends)
+    ]
 
 
 def implementations(backends, single_backend_cells=()):
@@ -317,18 +343,25 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None, leng
                 return {k: keras.ops.take(keras.ops.convert_to_tensor(v), i, axis=0) for k, v in replayed.items()}
 
         cls = ReplayFlexPredict
-    model = cls.from_preset(
-        "stop_vit_base_patch16_224_imagenet",
-        encoder=dict(
-            image_size=cfg["image"], patch_size=cfg["patch"], hidden_dim=cfg["width"],
-            depth=cfg["depth"], num_heads=cfg["heads"],
-        ),
-        predictor=dict(
-            hidden_dim=PREDICTOR_WIDTH, depth=PREDICTOR_DEPTH, num_heads=cfg["heads"], seed=seed
-        ),
-        masker=masker_args,
-        **({} if length_buckets is None else dict(length_buckets=length_buckets)),
-    )
+    scope = contextlib.nullcontext()
+    if os.environ.get(REMAT_BLOCKS) == "1":
+        # The blocks by name: `mode="full"` fails in Keras's own Dense on TensorFlow
+        # (keras-team/keras#21207).
+        names = [f"block_{i}" for i in range(max(cfg["depth"], PREDICTOR_DEPTH))]
+        scope = keras.RematScope(mode="list_of_layers", layer_names=names)
+    with scope:
+        model = cls.from_preset(
+            "stop_vit_base_patch16_224_imagenet",
+            encoder=dict(
+                image_size=cfg["image"], patch_size=cfg["patch"], hidden_dim=cfg["width"],
+                depth=cfg["depth"], num_heads=cfg["heads"],
+            ),
+            predictor=dict(
+                hidden_dim=PREDICTOR_WIDTH, depth=PREDICTOR_DEPTH, num_heads=cfg["heads"], seed=seed
+            ),
+            masker=masker_args,
+            **({} if length_buckets is None else dict(length_buckets=length_buckets)),
+        )
     if masks == "official":
         drawn = replayed
     else:
@@ -496,7 +529,8 @@ def drive(args):
         for config in args.configs:
             for masks, allocator in [(m, a) for m in args.masks for a in args.allocators]:
                 impls = implementations(
-                    args.backends, [c for c, (_, arg) in SINGLE_BACKEND_CELLS.items() if getattr(args, arg)]
+                    args.backends,
+                    one_backend_cells(args.backends, {arg: getattr(args, arg) for _, arg in SINGLE_BACKEND_CELLS.values()}),
                 )
                 cell_env = allocator_env(env_base, allocator)
                 suffix = "" if allocator == "system" else f"__{allocator}"
@@ -553,7 +587,7 @@ def write_report():
     impl_order = {
         "official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-jax-only": 4,
         "ours-jax-elemental-emitters": 5, "ours-jax-fusion-emitters": 6, "ours-tensorflow": 7,
-        "ours-tensorflow-only": 8,
+        "ours-tensorflow-only": 8, "ours-tensorflow-remat-blocks": 9, "ours-tensorflow-only-remat-blocks": 10,
     }
     any_files = any(r.get("mapped_file_rss_mib") is not None for r in rows)
     lines = [
@@ -564,7 +598,8 @@ def write_report():
     ]
     mask_order = {"official": 0, "reference": 1, "default": 2}
     for key in sorted(
-        cells, key=lambda k: (order[k[0]], mask_order[k[1]], ALLOCATORS.index(k[2]), impl_order[k[3]])
+        cells,
+        key=lambda k: (order[k[0]], mask_order[k[1]], ALLOCATORS.index(k[2]), impl_order.get(k[3], len(impl_order)), k[3]),
     ):
         runs = cells[key]
         step = statistics.median(r["step_ms"] for r in runs)

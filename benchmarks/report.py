@@ -85,6 +85,9 @@ def write_benchmarks_md():
         compare_hugepages_reading=_read("compare_hugepages_reading.md"),
         compare_emitters=_read("compare_emitters.md"),
         compare_emitters_reading=_read("compare_emitters_reading.md"),
+        compare_remat=_read("compare_remat.md"),
+        compare_remat_tf_only=_read("compare_remat_tf_only.md"),
+        compare_remat_reading=_read("compare_remat_reading.md"),
         compare_tf_only=_read("compare_tf_only.md"),
         compare_tf_only_reading=_read("compare_tf_only_reading.md"),
         compare_jax_only=_read("compare_jax_only.md"),
@@ -223,6 +226,27 @@ and XLA's float32 matmuls.
 {compare}
 
 {compare_reading}
+
+### Session 24: the freed heap handed back, and TensorFlow's blocks under a `keras.RematScope`
+
+The same VM, the code of session 24: Keras's own train function (TensorFlow, torch)
+hands the C heap's free memory back before its first call and after each of its first
+two, and the cells `ours-tensorflow-remat-blocks` / `ours-tensorflow-only-remat-blocks`
+build the model under `keras.RematScope(mode="list_of_layers", layer_names=["block_0",
+...])`, so every transformer block's backward pass computes its activations again.
+Official masks, two rounds each: `python -m benchmarks.compare_official --masks official
+--backends torch,tensorflow,tensorflow-remat-blocks --torch-only-python
+.venv-torch-only/bin/python --tensorflow-only-python .venv-tensorflow-only/bin/python
+--results benchmarks/results/compare_remat`:
+
+{compare_remat}
+
+Then TensorFlow alone, `--backends tensorflow-remat-blocks --tensorflow-only-python
+.venv-tensorflow-only/bin/python --results benchmarks/results/compare_remat_tf_only`:
+
+{compare_remat_tf_only}
+
+{compare_remat_reading}
 
 ### Session 23: TensorFlow in a TensorFlow-only install, and glibc's malloc with one arena
 

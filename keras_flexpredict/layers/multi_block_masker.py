@@ -13,6 +13,7 @@ from keras.random import SeedGenerator
 from keras_flexpredict.utils import keras_internals
 from keras_flexpredict.utils.backend_adapter import replica_context
 from keras_flexpredict.utils.keras_internals import DataLayer
+from keras_flexpredict.utils.rematerialization import RematerializedBySublayers
 from keras_flexpredict.utils.seed_state import load_seed_state
 from keras_flexpredict.utils.seed_state import save_seed_state
 from keras_flexpredict.utils.validation import check_int
@@ -356,7 +357,7 @@ def _jax_sample_masks():
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
-class MultiBlockMasker(DataLayer):
+class MultiBlockMasker(RematerializedBySublayers, DataLayer):
     """I-JEPA multi-block masks as fixed-size index tensors.
 
     Samples one context block and `num_targets` target blocks per image on a

@@ -3,11 +3,12 @@
 import keras
 from keras import ops
 
+from keras_flexpredict.utils.rematerialization import RematerializedBySublayers
 from keras_flexpredict.utils.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
-class PatchEmbedding(keras.layers.Layer):
+class PatchEmbedding(RematerializedBySublayers, keras.layers.Layer):
     """Splits images into non-overlapping patches and projects each to `embed_dim`.
 
     A `Conv2D` with kernel = stride = `patch_size`, flattened to a row-major sequence,

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_flexpredict.utils.rematerialization import RematerializedBySublayers
 from keras_flexpredict.utils.replicas import replica_seed
 from keras_flexpredict.utils.seed_state import load_seed_state
 from keras_flexpredict.utils.seed_state import save_seed_state
@@ -14,7 +15,7 @@ COVARIANCES = ("tied", "learned", "low_rank", "isotropic", "none")
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
-class StochasticPositionalEmbedding(keras.layers.Layer):
+class StochasticPositionalEmbedding(RematerializedBySublayers, keras.layers.Layer):
     """Turns the positional embeddings of masked tokens into StoP's stochastic tokens.
 
     The layer knows nothing of I-JEPA: it receives the positional embeddings `psi` of

@@ -150,12 +150,36 @@ class TransformerBlock(keras.layers.Layer):
             x = ops.where(ops.cast(padding_mask, "bool")[..., None], x, ops.zeros_like(x))
         return x
 
+    def rematerialized_call(self, layer_call, *args, **kwargs):
+        """`layer_call` rematerialised over its tokens where the `keras.RematScope`
+        the block was created under covers it (`full`, its name in `list_of_layers`, or
+        its output above `larger_than`'s threshold): the backward pass keeps the block's
+        input tokens only and computes its activations again. The padding mask and the
+        Python arguments are closed over, not differentiated (Keras's own wrapper
+        fails on them on TensorFlow and JAX; `utils.rematerialization`). Every way the
+        block runs goes through this (`transformer_stack.run_blocks`)."""
+        if super().rematerialized_call(layer_call, *args, **kwargs) is layer_call:
+            return layer_call
+
+        def rematerialized(tokens, *rest, **options):
+            return keras.remat(lambda t: layer_call(t, *rest, **options))(tokens)
+
+        return rematerialized
+
+    def rematerializes(self, tokens, **kwargs):
+        """True if `self(tokens, **kwargs)` runs rematerialised (`rematerialized_call`)."""
+        if keras_internals.layer_remat_mode(self) is None:
+            return False
+        call = self.call
+        return self.rematerialized_call(call, tokens, **kwargs) is not call
+
     def has_plain_parts(self):
         """True when the block is built and is exactly the math of `call`: no Dense has
-        LoRA or quantisation, both LayerNorms are the plain last-axis ones, and no
-        `keras.RematScope` applies. Then `transformer_stack.run_blocks` may run it as a
-        function of its weights (eager torch, or one `scan` over the stack)."""
-        if not self.built or keras_internals.layer_remat_mode(self) is not None:
+        LoRA or quantisation and both LayerNorms are the plain last-axis ones. Then
+        `transformer_stack.run_blocks` may run it as a function of its weights (eager
+        torch, TensorFlow's fused block, or one `scan` over the stack); a
+        `keras.RematScope` still applies there (`rematerialized_call`)."""
+        if not self.built:
             return False
         for dense in (self.qkv, self.attention_output, self.mlp_hidden, self.mlp_output):
             if getattr(dense, "lora_enabled", False) or getattr(dense, "quantization_mode", None):

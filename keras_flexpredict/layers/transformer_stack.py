@@ -23,6 +23,7 @@ from keras import ops
 
 from keras_flexpredict.layers.transformer_block import TransformerBlock
 from keras_flexpredict.utils import backend_adapter
+from keras_flexpredict.utils import keras_internals
 from keras_flexpredict.utils.validation import check_int
 
 
@@ -103,9 +104,11 @@ def run_blocks(blocks, tokens, padding_mask=None, last_n=1, outputs_from=None):
     first_kept = len(blocks) - last_n
     for i, block in enumerate(blocks):
         cut = outputs_from if i == len(blocks) - 1 else None
-        if mode == "eager_torch":
+        if mode == "eager_torch" and keras_internals.layer_remat_mode(block) is None:
             tokens = backend_adapter.run_eager_torch_block(block, tokens, padding_mask, False, cut)
         else:
+            # Under a `keras.RematScope` through the block's Keras call, which
+            # rematerialises it (`TransformerBlock.rematerialized_call`).
             tokens = block(tokens, padding_mask=padding_mask, zero_padding=False, outputs_from=cut)
         if i >= first_kept:
             outputs.append(tokens)
@@ -212,10 +215,26 @@ def _functional_blocks(blocks, tokens, padding_mask, last_n, scan, outputs_from=
             weights, x, mask, batch, length, first.num_heads, first.layer_norm_epsilon, outputs_from
         )
 
+    # Blocks under a `keras.RematScope` that covers them keep only their input tokens
+    # for the backward pass (`TransformerBlock.rematerialized_call`).
+    remat = [
+        block.rematerializes(
+            tokens, padding_mask=padding_mask, zero_padding=False,
+            outputs_from=outputs_from if i == len(blocks) - 1 else None,
+        )
+        for i, block in enumerate(blocks)
+    ]
+
+    def run(i, weights, x, cut=None):
+        if remat[i]:
+            return keras.remat(lambda y: apply(weights, y, cut))(x)
+        return apply(weights, x, cut)
+
     if outputs_from is not None:
         # The last block runs on its own, outside the scan, to cut its outputs.
         per_block, last = per_block[:-1], per_block[-1]
-    if scan and len(per_block) > 1:
+    scanned = remat[: len(per_block)]
+    if scan and len(per_block) > 1 and len(set(scanned)) == 1:
         keep_all = last_n > 1
 
         def step(x, weights):
@@ -223,15 +242,16 @@ def _functional_blocks(blocks, tokens, padding_mask, last_n, scan, outputs_from=
             return x, (x if keep_all else None)
 
         stacked = {name: ops.stack([w[name] for w in per_block]) for name in per_block[0]}
-        final, every = ops.scan(backend_adapter.scan_step(step), flat, stacked)
+        step = backend_adapter.scan_step(step, rematerialize_all=scanned[0])
+        final, every = ops.scan(step, flat, stacked)
         kept = [every[i] for i in range(len(blocks) - last_n, len(blocks))] if keep_all else [final]
     else:
         kept = []
         for i, weights in enumerate(per_block):
-            flat = apply(weights, flat)
+            flat = run(i, weights, flat)
             if i >= len(blocks) - last_n:
                 kept.append(flat)
     if outputs_from is None:
         return [ops.reshape(x, (batch, length, width)) for x in kept]
-    flat = apply(last, kept[-1] if kept else flat, outputs_from)
+    flat = run(len(blocks) - 1, last, kept[-1] if kept else flat, outputs_from)
     return [ops.reshape(flat, (batch, length - outputs_from, width))]

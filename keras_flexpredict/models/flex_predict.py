@@ -20,7 +20,9 @@ from keras_flexpredict.utils import backend_adapter
 from keras_flexpredict.utils import keras_internals
 from keras_flexpredict.utils.length_buckets import choose_length_buckets
 from keras_flexpredict.utils.length_buckets import token_weights
+from keras_flexpredict.utils.memory import releasing_free_memory_at_start
 from keras_flexpredict.utils.padding import trim_padding
+from keras_flexpredict.utils.rematerialization import RematerializedBySublayers
 from keras_flexpredict.utils.validation import check_int
 
 __all__ = ["DEFAULT_LENGTH_BUCKETS", "FlexPredict", "LOSSES"]
@@ -38,7 +40,7 @@ def _deserialize(obj, cls):
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
-class FlexPredict(keras.Model):
+class FlexPredict(RematerializedBySublayers, keras.Model):
     """StoP (or the I-JEPA baseline) as a Keras model that `fit` pretrains.
 
     One training step (all inside Keras's compiled step, on every backend):
@@ -286,18 +288,22 @@ class FlexPredict(keras.Model):
 
     def make_train_function(self, force=False):
         # JAX: a train function that runs each batch at the cheapest length bucket its
-        # masks fit (`utils.jax_length_buckets`). Elsewhere Keras's own; `trim_padding`
-        # in `call` cuts the padding where shapes may vary.
+        # masks fit (`utils.jax_length_buckets`; it hands the C heap's free memory back
+        # around each bucket's compilation). Elsewhere Keras's own, which hands it back
+        # around its first calls (`utils.memory.releasing_free_memory_at_start`);
+        # `trim_padding` in `call` cuts the padding where shapes may vary.
+        if self.train_function is not None and not force:
+            return self.train_function
+        function = None
         if backend_adapter.runs_on("jax") and self._max_length_buckets() > 1:
             from keras_flexpredict.utils.jax_length_buckets import make_length_bucketed_train_function
 
-            if self.train_function is not None and not force:
-                return self.train_function
             function = make_length_bucketed_train_function(self)
-            if function is not None:
-                self.train_function = function
-                return function
-        return super().make_train_function(force)
+        if function is None:
+            # TensorFlow's trainer sets `self.train_function` and returns None.
+            function = releasing_free_memory_at_start(super().make_train_function(force) or self.train_function)
+        self.train_function = function
+        return function
 
     def _max_length_buckets(self):
         if self.length_buckets is not None:

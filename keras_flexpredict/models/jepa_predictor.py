@@ -11,6 +11,7 @@ from keras_flexpredict.layers.transformer_stack import build_transformer_stack
 from keras_flexpredict.layers.transformer_stack import run_blocks
 from keras_flexpredict.layers.transformer_stack import transformer_stack
 from keras_flexpredict.utils.model_config import model_config
+from keras_flexpredict.utils.rematerialization import RematerializedBySublayers
 from keras_flexpredict.utils.validation import check_float
 from keras_flexpredict.utils.validation import check_int
 from keras_flexpredict.utils.validation import check_one_of
@@ -20,7 +21,7 @@ NOISE_ON = ("masked", "context", "both")
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
-class JEPAPredictor(keras.Model):
+class JEPAPredictor(RematerializedBySublayers, keras.Model):
     """Predicts target-encoder features of the target blocks from the context tokens.
 
     Context tokens: `c_i = A s_i + b + psi_i` (`A, b` = `context_projection`, a Dense

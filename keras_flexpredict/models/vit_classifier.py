@@ -5,13 +5,14 @@ from keras import ops
 
 from keras_flexpredict.models.vit_encoder import ViTEncoder
 from keras_flexpredict.utils.model_config import model_config
+from keras_flexpredict.utils.rematerialization import RematerializedBySublayers
 from keras_flexpredict.utils.validation import check_one_of
 
 POOLINGS = ("mean", "max")
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
-class ViTClassifier(keras.Model):
+class ViTClassifier(RematerializedBySublayers, keras.Model):
     """An image classifier on a (pretrained) `ViTEncoder`, keras-hub task style.
 
     The encoder's tokens (I-JEPA / StoP encoders have no class token) are pooled

@@ -11,13 +11,14 @@ from keras_flexpredict.layers.transformer_stack import build_transformer_stack
 from keras_flexpredict.layers.transformer_stack import run_blocks
 from keras_flexpredict.layers.transformer_stack import transformer_stack
 from keras_flexpredict.utils.model_config import model_config
+from keras_flexpredict.utils.rematerialization import RematerializedBySublayers
 from keras_flexpredict.utils.validation import check_float
 from keras_flexpredict.utils.validation import check_int
 from keras_flexpredict.models.vit_presets import VIT_PRESETS
 
 
 @keras.saving.register_keras_serializable(package="keras_flexpredict")
-class ViTEncoder(keras.Model):
+class ViTEncoder(RematerializedBySublayers, keras.Model):
     """ViT without class token: patchify, add sin-cos PE, optionally keep only the
     context tokens, pre-LN blocks, final LayerNorm.
 

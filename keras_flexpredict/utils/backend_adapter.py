@@ -118,7 +118,11 @@ def block_stack_mode(blocks, tokens):
       `"flat"` measured no faster on TF.)
     - `"layers"`: each block's own Keras call: TensorFlow in other precisions, symbolic
       tensors, `torch.compile`, and blocks that are not plain
-      (`TransformerBlock.has_plain_parts`: LoRA, quantisation, `keras.RematScope`).
+      (`TransformerBlock.has_plain_parts`: LoRA, quantisation).
+
+    Blocks under a `keras.RematScope` keep their mode and run rematerialised over their
+    tokens (`TransformerBlock.rematerialized_call`; eager torch through the block's
+    Keras call).
 
     Measured on a 2-core CPU, six predictor blocks (32 x 114 tokens, width 384)
     forward and backward on JAX: 2.75 s and 1.58 GB as layers, 1.68 s and 1.14 GB as a
@@ -152,17 +156,20 @@ def run_tf_fused_block(block, tokens, padding_mask=None, zero_padding=True, outp
     return _tf_block.forward(block, tokens, padding_mask, zero_padding, outputs_from)
 
 
-def scan_step(step):
+def scan_step(step, rematerialize_all=False):
     """`step` (a `keras.ops.scan` body over transformer blocks) rematerialised on JAX:
     its backward pass keeps only the outputs of the matmuls that have no batch
     dimension (the Dense layers) and recomputes the rest (LayerNorm, GELU, attention),
-    `jax.checkpoint` with `dots_with_no_batch_dims_saveable`. A scan would otherwise
-    store every intermediate of every block for the backward pass. Forward-only calls
-    (the target encoder) are unaffected. Elsewhere `step` itself."""
+    `jax.checkpoint` with `dots_with_no_batch_dims_saveable`; with `rematerialize_all`
+    (blocks under a `keras.RematScope`) it keeps nothing but each block's input. A scan
+    would otherwise store every intermediate of every block for the backward pass.
+    Forward-only calls (the target encoder) are unaffected. Elsewhere `step` itself."""
     if _backend() != "jax":
         return step
     import jax
 
+    if rematerialize_all:
+        return jax.checkpoint(step)
     return jax.checkpoint(step, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
 
 

@@ -202,7 +202,7 @@ PRIVATE_API = (
     ),
     PrivateAPI(
         "keras.layers.Dense", "_remat_mode", "attribute", None, (_ADAPTER, _HERE),
-        "layer_remat_mode(): blocks under a RematScope keep Keras's call (the eager torch block skips it)",
+        "layer_remat_mode(): whether a block was created under a RematScope (eager torch then runs it through its Keras call)",
     ),
     PrivateAPI(
         "keras.random.SeedGenerator", "_initial_seed", "attribute", None,

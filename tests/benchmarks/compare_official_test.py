@@ -193,3 +193,16 @@ def test_single_backend_cell__runs_with_its_interpreter_and_backend(results, tmp
         (compare_official.sys.executable, "jax", "ours-jax"),
         (str(jax_only), "jax", "ours-jax-only"),
     ]
+
+
+def test_remat_blocks_variant__its_environment_and_its_one_backend_cell_only_beside_it():
+    env = compare_official.backend_environment({}, "tensorflow-remat-blocks")
+    assert env == {"KERAS_BACKEND": "tensorflow", compare_official.REMAT_BLOCKS: "1"}
+    pythons = {"tensorflow_only_python": "py", "torch_only_python": None}
+    assert compare_official.one_backend_cells(["tensorflow"], pythons) == ["ours-tensorflow-only"]
+    cells = compare_official.one_backend_cells(["tensorflow", "tensorflow-remat-blocks"], pythons)
+    assert cells == ["ours-tensorflow-only", "ours-tensorflow-only-remat-blocks"]
+    assert compare_official.implementations(["tensorflow", "tensorflow-remat-blocks"], cells) == [
+        "official", "ours-tensorflow", "ours-tensorflow-only", "ours-tensorflow-remat-blocks",
+        "ours-tensorflow-only-remat-blocks",
+    ]

@@ -143,3 +143,41 @@ class BlockStackModeTest(TestCase):
         self.assertEqual(keras.backend.standardize_dtype(got.dtype), "bfloat16")
         got = ops.convert_to_numpy(ops.cast(got, "float32"))
         self.assertAllClose(got * mask[..., None], want * mask[..., None], atol=0.1, rtol=0.05)
+
+    def test_remat_scope__same_outputs_and_gradients_and_rematerialised_in_every_mode(self):
+        # Blocks created under a `keras.RematScope` keep the backend's fast mode, give the
+        # same values and gradients, and run rematerialised: through `keras.remat`, or
+        # (a JAX scan over every block) a scan body that keeps nothing.
+        x, mask = _inputs()
+        want_outs, want_grads = _loss_and_grads(_stack(), x, mask, "layers", 1, outputs_from=2)
+        scopes = {
+            "full": dict(mode="full"),
+            "list_of_layers": dict(mode="list_of_layers", layer_names=["block_1"]),
+            "larger_than": dict(mode="larger_than", output_size_threshold=10),
+        }
+        for name, scope in scopes.items():
+            with keras.RematScope(**scope):
+                blocks = _stack()
+            self.assertEqual(backend_adapter.block_stack_mode(blocks, ops.convert_to_tensor(x)), EXPECTED_MODE[keras.backend.backend()])
+            for mode in ["layers"] + FAST_MODES[keras.backend.backend()]:
+                with mock.patch.object(keras, "remat", wraps=keras.remat) as remat, mock.patch.object(
+                    backend_adapter, "scan_step", wraps=backend_adapter.scan_step
+                ) as scan_step:
+                    outs, grads = _loss_and_grads(blocks, x, mask, mode, 1, outputs_from=2)
+                msg = f"{name} in {mode}"
+                self.assertAllClose(outs[0], want_outs[0], atol=1e-4, rtol=1e-4, msg=msg)
+                for got, want in zip(grads, want_grads):
+                    self.assertAllClose(got, want, atol=1e-3, rtol=1e-3, msg=msg)
+                scanned_all = mode == "scan" and name != "list_of_layers"
+                if scanned_all:
+                    self.assertTrue(scan_step.call_args.kwargs["rematerialize_all"], msg)
+                self.assertGreater(remat.call_count, 0, msg)
+                if name == "list_of_layers" and mode != "layers":
+                    self.assertEqual(remat.call_count, 1, msg)  # block_1 only
+
+    def test_no_remat_scope__nothing_rematerialised_but_the_jax_scan(self):
+        blocks = _stack()
+        x, mask = _inputs()
+        with mock.patch.object(keras, "remat", wraps=keras.remat) as remat:
+            _loss_and_grads(blocks, x, mask, None, 1, outputs_from=2)
+        self.assertEqual(remat.call_count, 0)

@@ -1,8 +1,13 @@
 import ctypes
 import ctypes.util
+from unittest import mock
 
 from keras_flexpredict.testing import TestCase
+from keras_flexpredict.testing.tiny_models import structured_images
+from keras_flexpredict.testing.tiny_models import tiny_flexpredict
+from keras_flexpredict.utils import memory
 from keras_flexpredict.utils.memory import release_free_memory
+from keras_flexpredict.utils.memory import releasing_free_memory_at_start
 
 
 def _rss_mib():
@@ -37,3 +42,39 @@ class ReleaseFreeMemoryTest(TestCase):
         after = _rss_mib()
         libc.free(blocks[-1])
         self.assertGreater(before - after, 100, msg=f"RSS {before:.0f} -> {after:.0f} MiB")
+
+
+class ReleasingFreeMemoryAtStartTest(TestCase):
+    def test_released_before_the_first_call_and_after_the_first_calls_only(self):
+        events = []
+        with mock.patch.object(memory, "release_free_memory", side_effect=lambda: events.append("release")):
+            step = releasing_free_memory_at_start(lambda i: events.append(i) or i * 10, calls=2)
+            self.assertEqual(events, [])
+            self.assertEqual([step(i) for i in range(4)], [0, 10, 20, 30])
+        self.assertEqual(events, ["release", 0, "release", 1, "release", 2, 3])
+
+    def test_released_after_a_failing_call_too(self):
+        def fail():
+            raise RuntimeError("step failed")
+
+        with mock.patch.object(memory, "release_free_memory") as release:
+            step = releasing_free_memory_at_start(fail, calls=1)
+            with self.assertRaisesRegex(RuntimeError, "step failed"):
+                step()
+        self.assertEqual(release.call_count, 2)
+
+    def test_bad_calls_named(self):
+        with self.assertRaisesRegex(ValueError, "calls"):
+            releasing_free_memory_at_start(print, calls=-1)
+
+    def test_fit__released_around_the_first_two_steps(self):
+        # Keras's own train function (JAX's length-bucketed one releases around each
+        # bucket's compilation instead: jax_length_buckets_test).
+        model = tiny_flexpredict(length_buckets=1)
+        model.compile()
+        with mock.patch.object(memory, "release_free_memory") as release:
+            model.fit(structured_images(32), batch_size=8, epochs=1, verbose=0)
+            self.assertEqual(release.call_count, 3)
+            model.fit(structured_images(16), batch_size=8, epochs=1, verbose=0)
+        # The train function is kept between `fit` calls, and so is its count.
+        self.assertEqual(release.call_count, 3)
