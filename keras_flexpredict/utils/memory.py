@@ -54,10 +54,10 @@ def releasing_free_memory_at_start(function, calls=2):
     Why: a model's build, TensorFlow's tracing and optimisation of the train step's
     graph, and the first steps' one-off work free a few hundred MB that glibc keeps
     in its heaps, and the process's peak memory is that beside the later steps'
-    buffers. On a 2-core CPU (ViT-Tiny 64/8 batch 32) this took TensorFlow's peak RSS
-    ~90 MB lower and torch's ~30-50 MB, at no cost to the step
-    (BENCHMARKS.md, session 24). A release takes 2-60 ms, so it is not repeated every
-    step.
+    buffers. On a 2-core CPU (ViT-Tiny 64/8 b32 and 224/16 b8) this took
+    TensorFlow's peak RSS 90-130 MiB lower and torch's 18-54 MiB, at no cost to the step
+    (`benchmarks/results/cpu_findings.md`, session 24). A release takes 2-4 ms on
+    TensorFlow's heap and 36-70 ms on torch's, so it is not repeated every step.
 
     >>> calls = []
     >>> step = releasing_free_memory_at_start(lambda x: calls.append(x) or x, calls=1)

@@ -9,8 +9,9 @@ twice, and a layer that draws noise would draw other noise in the backward pass.
 - the transformer blocks rematerialise over their tokens only
   (`TransformerBlock.rematerialized_call`), on every backend and in each of their fast
   paths;
-- models and the layers that draw noise or masks are never rematerialised as a whole
-  (`RematerializedBySublayers`); the layers inside them follow the scope.
+- models, the patch embedding and the layers that draw noise or masks are never
+  rematerialised as a whole (`RematerializedBySublayers`); the layers inside them
+  follow the scope.
 """
 
 
@@ -18,8 +19,8 @@ class RematerializedBySublayers:
     """Mixin: under a `keras.RematScope` the layer itself is never rematerialised; the
     layers it calls are, as the scope says.
 
-    For models (the whole forward pass would run twice) and for layers that draw noise
-    or masks (a recomputation would draw others than the forward pass used).
+    For models and other composites (the whole forward pass would run twice around
+    sublayers that rematerialise themselves) and for layers that draw noise or masks (a recomputation would draw others than the forward pass used).
 
     >>> import keras
     >>> class Outer(RematerializedBySublayers, keras.layers.Layer):
