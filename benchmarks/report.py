@@ -88,6 +88,9 @@ def write_benchmarks_md():
         compare_remat=_read("compare_remat.md"),
         compare_remat_tf_only=_read("compare_remat_tf_only.md"),
         compare_remat_reading=_read("compare_remat_reading.md"),
+        compare_tf_block_functions=_read("compare_tf_block_functions.md"),
+        compare_tf_function_remat=_read("compare_tf_function_remat.md"),
+        compare_tf_block_functions_reading=_read("compare_tf_block_functions_reading.md"),
         compare_tf_only=_read("compare_tf_only.md"),
         compare_tf_only_reading=_read("compare_tf_only_reading.md"),
         compare_jax_only=_read("compare_jax_only.md"),
@@ -221,11 +224,35 @@ emitters on a CPU), every backend also in an install of its own, and the part of
 peak RSS that was mapped files (shared libraries) in parentheses, on the VM of sessions
 19-22: a 2-core AMD EPYC of CPU family 26 (Zen 5, full-width AVX-512), where MKL's
 `sgemm` (torch.mm, the official step's matmuls) runs at about half the speed of oneDNN's
-and XLA's float32 matmuls.
+and XLA's float32 matmuls. TensorFlow's step has changed since (sessions 24 and 25: the
+freed heap handed back, the blocks as shared functions): its current figures are in the
+session 25 table below (TensorFlow-only 1.59 / 2.02 / 1.58 GiB at 1.69-1.72x; under a
+`keras.RematScope` 1.37 / 1.72 / 1.34 GiB at 1.48-1.50x).
 
 {compare}
 
 {compare_reading}
+
+### Session 25: TensorFlow's blocks as shared functions, called and not inlined
+
+The same VM, the code of session 25: on TensorFlow every transformer block runs as two
+functions of its tokens and weights (forward, returning four tensors for the backward
+pass; backward, recomputing the LayerNorms, the attention probabilities and the GELU),
+shared by every block of the same structure and called, not inlined, from the step
+(`utils/_tf_block._BlockFunctions`); under a `keras.RematScope` the backward function
+computes the block again from its input. TensorFlow and the official step only,
+official masks, two rounds: `python -m benchmarks.compare_official --masks official
+--backends tensorflow,tensorflow-remat-blocks --tensorflow-only-python
+.venv-tensorflow-only/bin/python --results benchmarks/results/compare_tf_block_functions`:
+
+{compare_tf_block_functions}
+
+The first sitting, with only the rematerialised blocks as functions (`--backends
+tensorflow-remat-blocks`, `--results benchmarks/results/compare_tf_function_remat`):
+
+{compare_tf_function_remat}
+
+{compare_tf_block_functions_reading}
 
 ### Session 24: the freed heap handed back, and TensorFlow's blocks under a `keras.RematScope`
 
@@ -434,7 +461,7 @@ run with the variants' labels swapped, relabelled after the opt-in was chosen), 
 `python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step
 alone (no official cell), one process per cell, on the 2-core AMD EPYC (Zen 5) VM of
 sessions 19-21 (raw results in `benchmarks/results/growth`), the code of session 20 (the
-JAX rows: session 21's).
+JAX rows: session 21's; the TensorFlow rows: session 25's).
 
 {growth}
 

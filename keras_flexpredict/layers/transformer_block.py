@@ -162,6 +162,8 @@ class TransformerBlock(keras.layers.Layer):
             return layer_call
 
         def rematerialized(tokens, *rest, **options):
+            if backend_adapter.block_stack_mode((self,), tokens) == "tf_fused":
+                return backend_adapter.run_tf_rematerialized_block(self, tokens, *rest, **options)
             return keras.remat(lambda t: layer_call(t, *rest, **options))(tokens)
 
         return rematerialized

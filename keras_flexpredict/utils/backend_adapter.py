@@ -111,11 +111,12 @@ def block_stack_mode(blocks, tokens):
     - `"flat"`: JAX under a distribution that shards weights: the blocks as functions
       of their weights, one after the other, with 2-D matmuls (XLA:CPU ran the MLP's
       3-D matmuls and their gradients 2.3x slower).
-    - `"tf_fused"`: TensorFlow in float32: each block's Keras call, whose LayerNorms and
-      GELU run as small XLA-compiled forward and backward functions
-      (`run_tf_fused_block`); Keras runs TF steps without XLA on CPU, where TF otherwise
-      runs every elementwise op of their gradients as its own kernel. (The 2-D form of
-      `"flat"` measured no faster on TF.)
+    - `"tf_fused"`: TensorFlow in float32: each block's Keras call runs the block as
+      two TensorFlow functions (forward; backward from four kept tensors) that every
+      block of the same structure shares, with its LayerNorms and GELU as small
+      XLA-compiled forward and backward functions (`run_tf_fused_block`); Keras runs TF
+      steps without XLA on CPU, where TF otherwise runs every elementwise op of their
+      gradients as its own kernel. (The 2-D form of `"flat"` measured no faster on TF.)
     - `"layers"`: each block's own Keras call: TensorFlow in other precisions, symbolic
       tensors, `torch.compile`, and blocks that are not plain
       (`TransformerBlock.has_plain_parts`: LoRA, quantisation).
@@ -150,10 +151,21 @@ def block_stack_mode(blocks, tokens):
 def run_tf_fused_block(block, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
     """`block.call(tokens, padding_mask, zero_padding, outputs_from)` on TensorFlow
     with each LayerNorm and the GELU as small XLA-compiled forward and backward
-    functions (see `block_stack_mode` for where it applies)."""
+    functions, the block's forward and backward passes as two functions that every
+    block of the same structure shares (`_tf_block`; see `block_stack_mode` for where
+    it applies)."""
     from keras_flexpredict.utils import _tf_block
 
     return _tf_block.forward(block, tokens, padding_mask, zero_padding, outputs_from)
+
+
+def run_tf_rematerialized_block(block, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
+    """`run_tf_fused_block` rematerialised: the backward pass keeps the block's inputs
+    only and computes its activations again (`_tf_block.rematerialized_forward`). How a
+    block in `"tf_fused"` mode runs under a `keras.RematScope` that covers it."""
+    from keras_flexpredict.utils import _tf_block
+
+    return _tf_block.rematerialized_forward(block, tokens, padding_mask, zero_padding, outputs_from)
 
 
 def scan_step(step, rematerialize_all=False):

@@ -160,9 +160,11 @@ class BlockStackModeTest(TestCase):
                 blocks = _stack()
             self.assertEqual(backend_adapter.block_stack_mode(blocks, ops.convert_to_tensor(x)), EXPECTED_MODE[keras.backend.backend()])
             for mode in ["layers"] + FAST_MODES[keras.backend.backend()]:
-                with mock.patch.object(keras, "remat", wraps=keras.remat) as remat, mock.patch.object(
+                with mock.patch.object(keras, "remat", wraps=keras.remat) as keras_remat, mock.patch.object(
                     backend_adapter, "scan_step", wraps=backend_adapter.scan_step
-                ) as scan_step:
+                ) as scan_step, mock.patch.object(
+                    backend_adapter, "run_tf_rematerialized_block", wraps=backend_adapter.run_tf_rematerialized_block
+                ) as tf_remat:
                     outs, grads = _loss_and_grads(blocks, x, mask, mode, 1, outputs_from=2)
                 msg = f"{name} in {mode}"
                 self.assertAllClose(outs[0], want_outs[0], atol=1e-4, rtol=1e-4, msg=msg)
@@ -171,6 +173,10 @@ class BlockStackModeTest(TestCase):
                 scanned_all = mode == "scan" and name != "list_of_layers"
                 if scanned_all:
                     self.assertTrue(scan_step.call_args.kwargs["rematerialize_all"], msg)
+                # TensorFlow's fused blocks rematerialise as functions of their own,
+                # every other mode through `keras.remat`.
+                remat = tf_remat if mode == "tf_fused" else keras_remat
+                self.assertEqual((keras_remat if mode == "tf_fused" else tf_remat).call_count, 0, msg)
                 self.assertGreater(remat.call_count, 0, msg)
                 if name == "list_of_layers" and mode != "layers":
                     self.assertEqual(remat.call_count, 1, msg)  # block_1 only
@@ -181,3 +187,37 @@ class BlockStackModeTest(TestCase):
         with mock.patch.object(keras, "remat", wraps=keras.remat) as remat:
             _loss_and_grads(blocks, x, mask, None, 1, outputs_from=2)
         self.assertEqual(remat.call_count, 0)
+
+    def test_tensorflow__blocks_call_one_shared_pair_of_functions(self):
+        # On TensorFlow the fused blocks run as two functions (forward; backward, from
+        # the kept residuals or, under a scope, recomputing them) that every block of
+        # the same structure shares and the step calls, not inlines: the graph holds
+        # one block, not `depth`.
+        if keras.backend.backend() != "tensorflow":
+            self.skipTest("TensorFlow's graph")
+        import tensorflow as tf
+
+        x, mask = _inputs()
+        backward_names = {}
+        for scope in (None, "full"):
+            with keras.RematScope(mode=scope):
+                blocks = _stack(depth=3)
+            weights = [w.value for b in blocks for w in b.trainable_weights]
+
+            @tf.function
+            def gradients(tokens):
+                with tf.GradientTape() as tape:
+                    tape.watch(tokens)
+                    loss = tf.reduce_sum(tf.square(run_blocks(blocks, tokens, tf.constant(mask))[0]))
+                return tape.gradient(loss, [tokens] + weights)
+
+            graph = gradients.get_concrete_function(tf.TensorSpec(x.shape, "float32")).graph
+            called = [op.get_attr("f").name for op in graph.get_operations() if op.type.endswith("PartitionedCall")]
+            self.assertLen(called, 6, scope)  # 3 blocks forward, 3 backward
+            self.assertLen(set(called), 2, scope)
+            library = {f.signature.name: f for f in graph.as_graph_def().library.function}
+            for name in set(called):
+                self.assertTrue(library[name].attr["_noinline"].b, name)
+            backward_names[scope] = called[-1]
+        # Rematerialised, the backward function is another one (it recomputes).
+        self.assertNotEqual(backward_names[None], backward_names["full"])
