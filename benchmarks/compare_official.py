@@ -129,10 +129,14 @@ BACKEND_VARIANTS = {
     "jax-elemental-emitters": ("jax", {"KFP_XLA_FUSION_EMITTERS": "0"}),
     "jax-fusion-emitters": ("jax", {"KFP_XLA_FUSION_EMITTERS": "1"}),
     # Every transformer block under a `keras.RematScope` (run_ours): its backward pass
-    # computes its activations again instead of keeping them.
+    # computes its activations again instead of keeping them (on TensorFlow in float32
+    # the default since session 26, so there the same step as `tensorflow`).
     "tensorflow-remat-blocks": ("tensorflow", {REMAT_BLOCKS: "1"}),
     "torch-remat-blocks": ("torch", {REMAT_BLOCKS: "1"}),
     "jax-remat-blocks": ("jax", {REMAT_BLOCKS: "1"}),
+    # The model built under `keras.RematScope(mode=None)`: TensorFlow's blocks keep their
+    # activations for the backward pass (its default before session 26).
+    "tensorflow-keep-activations": ("tensorflow", {REMAT_BLOCKS: "0"}),
 }
 
 
@@ -144,6 +148,7 @@ SINGLE_BACKEND_CELLS = {
     "ours-tensorflow-only": ("tensorflow", "tensorflow_only_python"),
     # A variant in a one-backend install: run only beside the variant in --backends.
     "ours-tensorflow-only-remat-blocks": ("tensorflow-remat-blocks", "tensorflow_only_python"),
+    "ours-tensorflow-only-keep-activations": ("tensorflow-keep-activations", "tensorflow_only_python"),
 }
 
 
@@ -349,6 +354,8 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None, leng
         # (keras-team/keras#21207).
         names = [f"block_{i}" for i in range(max(cfg["depth"], PREDICTOR_DEPTH))]
         scope = keras.RematScope(mode="list_of_layers", layer_names=names)
+    elif os.environ.get(REMAT_BLOCKS) == "0":
+        scope = keras.RematScope(mode=None)
     with scope:
         model = cls.from_preset(
             "stop_vit_base_patch16_224_imagenet",
@@ -588,6 +595,7 @@ def write_report():
         "official": 0, "ours-torch": 1, "ours-torch-only": 2, "ours-jax": 3, "ours-jax-only": 4,
         "ours-jax-elemental-emitters": 5, "ours-jax-fusion-emitters": 6, "ours-tensorflow": 7,
         "ours-tensorflow-only": 8, "ours-tensorflow-remat-blocks": 9, "ours-tensorflow-only-remat-blocks": 10,
+        "ours-tensorflow-keep-activations": 11, "ours-tensorflow-only-keep-activations": 12,
     }
     any_files = any(r.get("mapped_file_rss_mib") is not None for r in rows)
     lines = [

@@ -98,6 +98,8 @@ def write_benchmarks_md():
         compare_jax_memory=_read("compare_jax_memory.md"),
         compare_jax_memory_default=_read("compare_jax_memory_default.md"),
         compare_jax_memory_reading=_read("compare_jax_memory_reading.md"),
+        compare_zen5_s23=_read("compare_zen5_s23.md"),
+        compare_zen5_s23_reading=_read("compare_zen5_s23_reading.md"),
         compare_zen5_s22=_read("compare_zen5_s22.md"),
         compare_zen5_s22_reading=_read("compare_zen5_s22_reading.md"),
         compare_zen5_s20=_read("compare_zen5_s20.md"),
@@ -215,23 +217,33 @@ alone, which on the Zen 4 and Intel VMs ran as fast as any).
 
 ### Now: every backend on a 2-core AMD EPYC (Zen 5) VM, official and default masks
 
-`python -m benchmarks.compare_official --masks official,default --torch-only-python
+`python -m benchmarks.compare_official --masks official,default --backends
+torch,jax,tensorflow,tensorflow-keep-activations --torch-only-python
 .venv-torch-only/bin/python --jax-only-python .venv-jax-only/bin/python
---tensorflow-only-python .venv-tensorflow-only/bin/python` (`make compare`; two rounds;
-raw results in `benchmarks/results/compare`), glibc's malloc (the system allocator) for
-every cell. Session 23, the code of session 21 (JAX's train step with XLA's elemental
-emitters on a CPU), every backend also in an install of its own, and the part of each
-peak RSS that was mapped files (shared libraries) in parentheses, on the VM of sessions
-19-22: a 2-core AMD EPYC of CPU family 26 (Zen 5, full-width AVX-512), where MKL's
-`sgemm` (torch.mm, the official step's matmuls) runs at about half the speed of oneDNN's
-and XLA's float32 matmuls. TensorFlow's step has changed since (sessions 24 and 25: the
-freed heap handed back, the blocks as shared functions): its current figures are in the
-session 25 table below (TensorFlow-only 1.59 / 2.02 / 1.58 GiB at 1.69-1.72x; under a
-`keras.RematScope` 1.37 / 1.72 / 1.34 GiB at 1.48-1.50x).
+--tensorflow-only-python .venv-tensorflow-only/bin/python` (`make compare` without the
+last backend; two rounds; raw results in `benchmarks/results/compare`), glibc's malloc
+(the system allocator) for every cell. Session 26, the code of session 26: TensorFlow's
+blocks rematerialised by default, `ours-tensorflow-keep-activations` the same model
+built under `keras.RematScope(mode=None)` (session 25's default step); every backend
+also in an install of its own (`-only`), and the part of each peak RSS that was mapped
+files (shared libraries) in parentheses. The VM of sessions 19-25: a 2-core AMD EPYC of
+CPU family 26 (Zen 5, full-width AVX-512), where MKL's `sgemm` (torch.mm, the official
+step's matmuls) runs at about half the speed of oneDNN's and XLA's float32 matmuls.
 
 {compare}
 
 {compare_reading}
+
+### Session 23: every backend, before TensorFlow's step changed in sessions 24-26
+
+The same command without `tensorflow-keep-activations` (raw results in
+`benchmarks/results/compare_zen5_s23`), the code of session 22: TensorFlow's blocks
+inlined into its step and keeping their activations, before the freed heap was handed
+back (session 24).
+
+{compare_zen5_s23}
+
+{compare_zen5_s23_reading}
 
 ### Session 25: TensorFlow's blocks as shared functions, called and not inlined
 

@@ -28,7 +28,9 @@ class TransformerBlock(keras.layers.Layer):
     Attention uses a fused `qkv` projection (the layout of the official checkpoints)
     and `keras.ops.dot_product_attention`. Padded tokens (`padding_mask` False) are
     never attended to; their own outputs are meaningless and are zeroed. On eager torch
-    the same math runs as plain torch functions (`backend_adapter.run_eager_torch_block`).
+    the same math runs as plain torch functions (`backend_adapter.run_eager_torch_block`);
+    on TensorFlow in float32 as two shared TensorFlow functions, rematerialised unless
+    the block is created under `keras.RematScope(mode=None)` (`rematerializes`).
     LayerNorm eps 1e-6, exact GELU, MLP ratio 4 by default. Kernels are drawn from
     N(0, 0.02), biases 0; `output_kernel_scale` multiplies the std of the attention-output
     and second MLP kernels (the reference's `1 / sqrt(2 l)` depth rescaling, off by
@@ -124,6 +126,11 @@ class TransformerBlock(keras.layers.Layer):
         if mode == "eager_torch":
             return backend_adapter.run_eager_torch_block(self, tokens, padding_mask, zero_padding, outputs_from)
         if mode == "tf_fused":
+            if keras_internals.layer_remat_mode(self) is None:
+                # TensorFlow's default: rematerialised (`rematerializes`).
+                return backend_adapter.run_tf_rematerialized_block(
+                    self, tokens, padding_mask, zero_padding, outputs_from
+                )
             return backend_adapter.run_tf_fused_block(self, tokens, padding_mask, zero_padding, outputs_from)
         b, n = ops.shape(tokens)[0], ops.shape(tokens)[1]
         head_dim = self.hidden_dim // self.num_heads
@@ -169,9 +176,33 @@ class TransformerBlock(keras.layers.Layer):
         return rematerialized
 
     def rematerializes(self, tokens, **kwargs):
-        """True if `self(tokens, **kwargs)` runs rematerialised (`rematerialized_call`)."""
+        """True if `self(tokens, **kwargs)` runs rematerialised: where the
+        `keras.RematScope` the block was created under covers it
+        (`rematerialized_call`), and on TensorFlow in float32 (the `"tf_fused"` mode of
+        `backend_adapter.block_stack_mode`) for a block created outside any
+        `keras.RematScope`.
+
+        Why TensorFlow's default differs: its library pages alone hold ~0.3 GiB more
+        than torch's, so only a step that keeps no activations stays within the
+        official StoP step's peak memory (the official code ships with activation
+        checkpointing in every block; the comparison bypasses it). Rematerialised,
+        TensorFlow installed alone held 4-281 MiB less than the official step at 1.41-
+        1.55x its speed on a 2-core CPU (BENCHMARKS.md, session 26). A block created
+        under `keras.RematScope(mode=None)` keeps its activations instead: a step
+        12-14% shorter for 0.2-0.3 GiB more.
+
+        Example:
+
+        >>> import keras
+        >>> from keras_flexpredict.layers import TransformerBlock
+        >>> with keras.RematScope(mode=None):
+        ...     block = TransformerBlock(hidden_dim=8, num_heads=2)
+        >>> block.build((None, None, 8))
+        >>> block.rematerializes(keras.ops.zeros((1, 3, 8)))
+        False
+        """
         if keras_internals.layer_remat_mode(self) is None:
-            return False
+            return backend_adapter.block_stack_mode((self,), tokens) == "tf_fused"
         call = self.call
         return self.rematerialized_call(call, tokens, **kwargs) is not call
 

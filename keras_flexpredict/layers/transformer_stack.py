@@ -104,7 +104,8 @@ def run_blocks(blocks, tokens, padding_mask=None, last_n=1, outputs_from=None):
     first_kept = len(blocks) - last_n
     for i, block in enumerate(blocks):
         cut = outputs_from if i == len(blocks) - 1 else None
-        if mode == "eager_torch" and keras_internals.layer_remat_mode(block) is None:
+        scope = keras_internals.layer_remat_mode(block)
+        if mode == "eager_torch" and (scope is None or scope.mode is None):
             tokens = backend_adapter.run_eager_torch_block(block, tokens, padding_mask, False, cut)
         else:
             # Under a `keras.RematScope` through the block's Keras call, which

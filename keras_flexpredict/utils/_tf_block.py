@@ -11,9 +11,11 @@ pays where the step runs without XLA, as Keras runs TF train steps on CPU (under
   0.3-0.4 s of a 1.5 s ViT-Tiny step on 2 CPU cores. XLA compiles each island once per
   input shape (a few ms each); the step keeps TF's own matmul and attention kernels.
 - The block runs as two TensorFlow functions of its tokens and weights (forward, and
-  backward from the residuals it chose), shared by every block of the same structure
-  and called, not inlined, from the step (`_BlockFunctions`): the step's graph holds
-  one block instead of every block, and the backward pass keeps four tensors a block.
+  backward), shared by every block of the same structure and called, not inlined, from
+  the step (`_BlockFunctions`): the step's graph holds one block instead of every
+  block. By default the backward function computes the block again from its input
+  (`rematerialized_forward`); for a block created under `keras.RematScope(mode=None)`
+  it reads four tensors the forward pass kept (`forward`).
 
 The weights are the block's own variables (read and passed in), so gradients, the
 optimiser and the EMA see no difference; the values are those of the block's Keras
@@ -143,13 +145,15 @@ def forward(block, tokens, padding_mask=None, zero_padding=True, outputs_from=No
     """`block.call(tokens, padding_mask, zero_padding, outputs_from)` with fused
     LayerNorms and GELU, as the block's shared functions (`_BlockFunctions`): the
     backward pass keeps the block's input, its `qkv` projection, the residual stream
-    after attention and the MLP's hidden layer, and computes the rest again."""
+    after attention and the MLP's hidden layer, and computes the rest again (a block
+    created under `keras.RematScope(mode=None)`)."""
     return _call(block, tokens, padding_mask, zero_padding, outputs_from, rematerialize=False)
 
 
 def rematerialized_forward(block, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
     """`forward(block, ...)` whose backward pass keeps only the block's inputs and
-    computes its activations again (a `keras.RematScope` over the block)."""
+    computes its activations again (the default, and a `keras.RematScope` over the
+    block)."""
     return _call(block, tokens, padding_mask, zero_padding, outputs_from, rematerialize=True)
 
 
@@ -185,7 +189,8 @@ class _BlockFunctions:
     returns the block's output and what the backward function reads (the residuals:
     `qkv` or its query and key-value parts, the residual stream after attention, the
     MLP's hidden layer), and the backward function recomputes the LayerNorms, the
-    attention probabilities and the GELU from them. Under a `keras.RematScope` the
+    attention probabilities and the GELU from them. Rematerialised (TensorFlow's
+    default since session 26, and under a `keras.RematScope` over the block) the
     residuals are dropped and the backward function computes them again from the
     block's input. Official masks, TensorFlow-only install, 2-core CPU (session 25,
     BENCHMARKS.md): peak RSS 1.59 / 2.02 / 1.58 GiB at ViT-Tiny 224/16 b8 / ViT-Small

@@ -112,9 +112,11 @@ def block_stack_mode(blocks, tokens):
       of their weights, one after the other, with 2-D matmuls (XLA:CPU ran the MLP's
       3-D matmuls and their gradients 2.3x slower).
     - `"tf_fused"`: TensorFlow in float32: each block's Keras call runs the block as
-      two TensorFlow functions (forward; backward from four kept tensors) that every
-      block of the same structure shares, with its LayerNorms and GELU as small
-      XLA-compiled forward and backward functions (`run_tf_fused_block`); Keras runs TF
+      two TensorFlow functions (forward; backward recomputing the block from its
+      input, or, for blocks created under `keras.RematScope(mode=None)`, from four
+      kept tensors) that every block of the same structure shares, with its
+      LayerNorms and GELU as small XLA-compiled forward and backward functions
+      (`run_tf_rematerialized_block`, `run_tf_fused_block`); Keras runs TF
       steps without XLA on CPU, where TF otherwise runs every elementwise op of their
       gradients as its own kernel. (The 2-D form of `"flat"` measured no faster on TF.)
     - `"layers"`: each block's own Keras call: TensorFlow in other precisions, symbolic
@@ -123,7 +125,8 @@ def block_stack_mode(blocks, tokens):
 
     Blocks under a `keras.RematScope` keep their mode and run rematerialised over their
     tokens (`TransformerBlock.rematerialized_call`; eager torch through the block's
-    Keras call).
+    Keras call). In `"tf_fused"` mode that is also the default outside any scope
+    (`TransformerBlock.rematerializes` says why).
 
     Measured on a 2-core CPU, six predictor blocks (32 x 114 tokens, width 384)
     forward and backward on JAX: 2.75 s and 1.58 GB as layers, 1.68 s and 1.14 GB as a
@@ -153,7 +156,8 @@ def run_tf_fused_block(block, tokens, padding_mask=None, zero_padding=True, outp
     with each LayerNorm and the GELU as small XLA-compiled forward and backward
     functions, the block's forward and backward passes as two functions that every
     block of the same structure shares (`_tf_block`; see `block_stack_mode` for where
-    it applies)."""
+    it applies). The backward pass reads four tensors the forward pass kept: how a
+    block created under `keras.RematScope(mode=None)` runs."""
     from keras_flexpredict.utils import _tf_block
 
     return _tf_block.forward(block, tokens, padding_mask, zero_padding, outputs_from)
@@ -162,7 +166,8 @@ def run_tf_fused_block(block, tokens, padding_mask=None, zero_padding=True, outp
 def run_tf_rematerialized_block(block, tokens, padding_mask=None, zero_padding=True, outputs_from=None):
     """`run_tf_fused_block` rematerialised: the backward pass keeps the block's inputs
     only and computes its activations again (`_tf_block.rematerialized_forward`). How a
-    block in `"tf_fused"` mode runs under a `keras.RematScope` that covers it."""
+    block in `"tf_fused"` mode runs by default and under a `keras.RematScope` that
+    covers it (`TransformerBlock.rematerializes`)."""
     from keras_flexpredict.utils import _tf_block
 
     return _tf_block.rematerialized_forward(block, tokens, padding_mask, zero_padding, outputs_from)

@@ -253,7 +253,8 @@ def all_layers_built(model):
 
 
 def layer_remat_mode(layer):
-    """The `keras.RematScope` mode the layer was created under, or None."""
+    """The `keras.RematScope` the layer was created under (Keras's `RematMode`, whose
+    `mode` is None under `keras.RematScope(mode=None)`), or None outside any scope."""
     return getattr(layer, "_remat_mode", None)
 
 

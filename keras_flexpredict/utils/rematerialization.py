@@ -8,7 +8,8 @@ twice, and a layer that draws noise would draw other noise in the backward pass.
 
 - the transformer blocks rematerialise over their tokens only
   (`TransformerBlock.rematerialized_call`), on every backend and in each of their fast
-  paths;
+  paths (on TensorFlow in float32 they do so outside any scope too, and keep their
+  activations under `keras.RematScope(mode=None)`: `TransformerBlock.rematerializes`);
 - models, the patch embedding and the layers that draw noise or masks are never
   rematerialised as a whole (`RematerializedBySublayers`); the layers inside them
   follow the scope.

@@ -1,6 +1,7 @@
 """`run_blocks` in every `backend_adapter.block_stack_mode`: the same outputs and
 gradients as each block's own Keras call, and the mode each backend picks."""
 
+import contextlib
 from unittest import mock
 
 import keras
@@ -18,8 +19,12 @@ EXPECTED_MODE = {"jax": "scan", "tensorflow": "tf_fused", "torch": "eager_torch"
 FAST_MODES = {"jax": ["scan", "flat"], "tensorflow": ["tf_fused"], "torch": ["eager_torch"]}
 
 
-def _stack(depth=3, dtype=None):
-    blocks, norm = transformer_stack(hidden_dim=16, depth=depth, num_heads=4, dtype=dtype)
+def _stack(depth=3, dtype=None, keep_activations=False):
+    """Blocks with random weights; with `keep_activations`, created under
+    `keras.RematScope(mode=None)` (on TensorFlow: not rematerialised)."""
+    scope = keras.RematScope(mode=None) if keep_activations else contextlib.nullcontext()
+    with scope:
+        blocks, norm = transformer_stack(hidden_dim=16, depth=depth, num_heads=4, dtype=dtype)
     build_transformer_stack(blocks, norm, (None, None, 16))
     for i, block in enumerate(blocks):
         randomize_weights(block, seed=i)
@@ -94,32 +99,36 @@ class BlockStackModeTest(TestCase):
         self.assertEqual(backend_adapter.block_stack_mode(blocks, keras.KerasTensor((None, 6, 16))), "layers")
 
     def test_modes__equal_the_layers_outputs_and_gradients(self):
-        blocks = _stack()
         x, mask = _inputs()
         modes = FAST_MODES[keras.backend.backend()]
-        for last_n in (1, 2):
-            want_outs, want_grads = _loss_and_grads(blocks, x, mask, "layers", last_n)
-            self.assertGreater(max(np.abs(g).max() for g in want_grads[1:]), 1e-3)
-            for mode in modes + [None]:
-                outs, grads = _loss_and_grads(blocks, x, mask, mode, last_n)
-                self.assertEqual(len(outs), last_n)
-                for got, want in zip(outs, want_outs):
-                    self.assertAllClose(got, want, atol=1e-4, rtol=1e-4)
-                for got, want in zip(grads, want_grads):
-                    self.assertAllClose(got, want, atol=1e-3, rtol=1e-3)
+        # TensorFlow's default (rematerialised) and its blocks that keep their activations.
+        for keep_activations in (False, True):
+            blocks = _stack(keep_activations=keep_activations)
+            for last_n in (1, 2):
+                want_outs, want_grads = _loss_and_grads(blocks, x, mask, "layers", last_n)
+                self.assertGreater(max(np.abs(g).max() for g in want_grads[1:]), 1e-3)
+                for mode in modes + [None]:
+                    outs, grads = _loss_and_grads(blocks, x, mask, mode, last_n)
+                    msg = f"{mode}, keep_activations={keep_activations}"
+                    self.assertEqual(len(outs), last_n)
+                    for got, want in zip(outs, want_outs):
+                        self.assertAllClose(got, want, atol=1e-4, rtol=1e-4, msg=msg)
+                    for got, want in zip(grads, want_grads):
+                        self.assertAllClose(got, want, atol=1e-3, rtol=1e-3, msg=msg)
 
     def test_outputs_from__equals_the_cut_full_output_in_every_mode(self):
         x, mask = _inputs()
         modes = FAST_MODES[keras.backend.backend()]
-        for depth in (1, 2, 3):
-            blocks = _stack(depth=depth)
+        for depth, keep_activations in ((1, False), (2, False), (3, False), (1, True), (3, True)):
+            blocks = _stack(depth=depth, keep_activations=keep_activations)
             want_outs, want_grads = _loss_and_grads(blocks, x, mask, "layers", 1, outputs_from=("slice", 2))
             for mode in ["layers"] + modes + [None]:
                 outs, grads = _loss_and_grads(blocks, x, mask, mode, 1, outputs_from=2)
+                msg = f"depth {depth}, {mode}, keep_activations={keep_activations}"
                 self.assertEqual(tuple(outs[0].shape), (3, 4, 16))
-                self.assertAllClose(outs[0], want_outs[0], atol=1e-4, rtol=1e-4)
+                self.assertAllClose(outs[0], want_outs[0], atol=1e-4, rtol=1e-4, msg=msg)
                 for got, want in zip(grads, want_grads):
-                    self.assertAllClose(got, want, atol=1e-3, rtol=1e-3)
+                    self.assertAllClose(got, want, atol=1e-3, rtol=1e-3, msg=msg)
 
     def test_outputs_from__keeps_only_the_last_block(self):
         blocks = _stack()
@@ -181,26 +190,48 @@ class BlockStackModeTest(TestCase):
                 if name == "list_of_layers" and mode != "layers":
                     self.assertEqual(remat.call_count, 1, msg)  # block_1 only
 
-    def test_no_remat_scope__nothing_rematerialised_but_the_jax_scan(self):
-        blocks = _stack()
+    def test_no_remat_scope__only_tensorflows_fused_blocks_rematerialised(self):
+        # Outside any `keras.RematScope` nothing goes through `keras.remat` (the JAX
+        # scan's body keeps the Dense outputs); TensorFlow's fused blocks run
+        # rematerialised by default, and keep their activations when created under
+        # `keras.RematScope(mode=None)`.
         x, mask = _inputs()
-        with mock.patch.object(keras, "remat", wraps=keras.remat) as remat:
-            _loss_and_grads(blocks, x, mask, None, 1, outputs_from=2)
-        self.assertEqual(remat.call_count, 0)
+        tensorflow = keras.backend.backend() == "tensorflow"
+        for keep_activations in (False, True):
+            blocks = _stack(keep_activations=keep_activations)
+            with mock.patch.object(keras, "remat", wraps=keras.remat) as remat, mock.patch.object(
+                backend_adapter, "run_tf_rematerialized_block", wraps=backend_adapter.run_tf_rematerialized_block
+            ) as tf_remat, mock.patch.object(
+                backend_adapter, "run_tf_fused_block", wraps=backend_adapter.run_tf_fused_block
+            ) as tf_kept:
+                _loss_and_grads(blocks, x, mask, None, 1, outputs_from=2)
+            msg = f"keep_activations={keep_activations}"
+            self.assertEqual(remat.call_count, 0, msg)
+            self.assertEqual(tf_remat.call_count, 3 if tensorflow and not keep_activations else 0, msg)
+            self.assertEqual(tf_kept.call_count, 3 if tensorflow and keep_activations else 0, msg)
+            x_tensor = ops.convert_to_tensor(x)
+            self.assertEqual(
+                [b.rematerializes(x_tensor) for b in blocks], [tensorflow and not keep_activations] * 3, msg
+            )
 
     def test_tensorflow__blocks_call_one_shared_pair_of_functions(self):
-        # On TensorFlow the fused blocks run as two functions (forward; backward, from
-        # the kept residuals or, under a scope, recomputing them) that every block of
-        # the same structure shares and the step calls, not inlines: the graph holds
-        # one block, not `depth`.
+        # On TensorFlow the fused blocks run as two functions (forward; backward,
+        # recomputing the block or, under `keras.RematScope(mode=None)`, from the kept
+        # residuals) that every block of the same structure shares and the step calls,
+        # not inlines: the graph holds one block, not `depth`.
         if keras.backend.backend() != "tensorflow":
             self.skipTest("TensorFlow's graph")
         import tensorflow as tf
 
         x, mask = _inputs()
         backward_names = {}
-        for scope in (None, "full"):
-            with keras.RematScope(mode=scope):
+        scopes = {
+            "default": contextlib.nullcontext(),
+            "full": keras.RematScope(mode="full"),
+            "kept": keras.RematScope(mode=None),
+        }
+        for scope, context in scopes.items():
+            with context:
                 blocks = _stack(depth=3)
             weights = [w.value for b in blocks for w in b.trainable_weights]
 
@@ -219,5 +250,7 @@ class BlockStackModeTest(TestCase):
             for name in set(called):
                 self.assertTrue(library[name].attr["_noinline"].b, name)
             backward_names[scope] = called[-1]
-        # Rematerialised, the backward function is another one (it recomputes).
-        self.assertNotEqual(backward_names[None], backward_names["full"])
+        # Rematerialised (the default, or a scope over the blocks), the backward
+        # function recomputes the block; keeping the activations, it is another one.
+        self.assertEqual(backward_names["default"], backward_names["full"])
+        self.assertNotEqual(backward_names["kept"], backward_names["full"])
