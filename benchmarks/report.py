@@ -473,7 +473,8 @@ run with the variants' labels swapped, relabelled after the opt-in was chosen), 
 `python -m benchmarks.growth` (`make growth`; 10 warm-up steps, then 4 timed): our step
 alone (no official cell), one process per cell, on the 2-core AMD EPYC (Zen 5) VM of
 sessions 19-21 (raw results in `benchmarks/results/growth`), the code of session 20 (the
-JAX rows: session 21's; the TensorFlow rows: session 25's).
+JAX rows: session 21's; the TensorFlow rows: session 26's, its blocks rematerialised by
+default).
 
 {growth}
 
