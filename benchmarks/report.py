@@ -60,6 +60,18 @@ def _ratios(rows):
     return "\n".join(out)
 
 
+def _gpu_goal():
+    """The table of `benchmarks/gpu_goal.sh`'s log, with the GPU and peak lines above it."""
+    path = os.path.join(HERE, "results", "gpu_goal", "gpu_goal.txt")
+    if not os.path.exists(path):
+        return "_not measured yet: no GPU has been lent since the script was written (session 27)_"
+    from benchmarks.gpu_goal import report
+
+    lines = open(path).read().splitlines()
+    header = [line for line in lines[:3] if not line.startswith("RESULT ")]
+    return "\n".join(header + [""] + [report(lines)])
+
+
 def write_benchmarks_md():
     cpu, gpu = _load("cpu.jsonl"), _load("gpu_h100.jsonl")
     text = TEMPLATE.format(
@@ -72,6 +84,7 @@ def write_benchmarks_md():
         gpu_train=_train_table(gpu) if gpu else "_not measured yet_",
         gpu_ratios=_ratios(gpu) if gpu else "_not measured yet_",
         gpu_info=_read("gpu_h100_info.txt"),
+        gpu_goal=_gpu_goal(),
         masker=_read("masker_statistics.md"),
         compare=_read("compare_official.md"),
         compare_reading=_read("compare_official_reading.md"),
@@ -195,6 +208,20 @@ torch backend's eager step (13 ms vs 158 ms at ViT-S); the in-step EMA costs JAX
 before the EMA moved to torch's multi-tensor kernels (`torch._foreach_*`), which replace
 ~150 per-weight eager updates by a few fused launches; it has not been re-measured on a
 GPU since.
+
+## GPU: the issue's goal, ViT-B/16 in bfloat16 beside the official step
+
+`bash benchmarks/prepare_gpu_carry.sh` here, then `bash benchmarks/gpu_goal.sh` on a lent
+GPU machine (device `run`, carrying `.whl` and `.carry`; planned to take ~8 minutes, not yet run):
+ViT-B/16 at 224 px, the ViT-B recipe's predictor, bfloat16 autocast with float32
+weights on both sides (Keras's `mixed_bfloat16`; the official config's `use_float16`),
+the official collator's mask distribution on both sides, one batch already on the GPU
+fed every step, the batch grown through 128 / 256 / 512 until it no longer fits. MFU
+is model FLOPs on real tokens over the bfloat16 matmul peak measured on the same GPU.
+The official step runs from its own repository's files (`--ckpt off`: activation
+checkpointing bypassed as in the CPU comparison; `official`: as shipped).
+
+{gpu_goal}
 
 ## CPU: ours beside the official StoP step
 
