@@ -4,7 +4,8 @@
 # `bash benchmarks/prepare_gpu_carry.sh` here first, then on the machine (device `run`,
 # carry [".whl", ".carry"]): `bash benchmarks/gpu_goal.sh`. Writes $OUT/gpu_goal.txt:
 # the GPU, the bfloat16 matmul peak, then one RESULT json line per cell. Each cell's
-# batch grows through $BATCHES until it no longer fits (exit status 3) or fails.
+# batch grows through $BATCHES (x4 each: few JAX compilations) until it no longer fits
+# (exit status 3) or fails.
 set -u
 OUT=${OUT:-benchmarks/results/gpu_goal}
 mkdir -p "$OUT"
@@ -16,7 +17,7 @@ if [ -d "$WHEELS" ]; then
 fi
 export OFFICIAL_SRC=${OFFICIAL_SRC:-$PWD/.carry/StoP} PEERS=${PEERS:-$PWD/.carry/peers}
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
-BATCHES=${BATCHES:-128 256 512}
+BATCHES=${BATCHES:-256 1024 4096}
 CELLS=${CELLS:-official:off ours:torch ours:jax official:official}
 CELL_TIMEOUT=${CELL_TIMEOUT:-150}
 STEPS=${STEPS:-10}

@@ -216,7 +216,7 @@ GPU machine (device `run`, carrying `.whl` and `.carry`; planned to take ~8 minu
 ViT-B/16 at 224 px, the ViT-B recipe's predictor, bfloat16 autocast with float32
 weights on both sides (Keras's `mixed_bfloat16`; the official config's `use_float16`),
 the official collator's mask distribution on both sides, one batch already on the GPU
-fed every step, the batch grown through 128 / 256 / 512 until it no longer fits. MFU
+fed every step, the batch grown through 256 / 1024 / 4096 until it no longer fits. MFU
 is model FLOPs on real tokens over the bfloat16 matmul peak measured on the same GPU.
 The official step runs from its own repository's files (`--ckpt off`: activation
 checkpointing bypassed as in the CPU comparison; `official`: as shipped).
