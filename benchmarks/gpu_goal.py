@@ -317,8 +317,9 @@ def run_official(cfg, precision, warmup, steps, ckpt, official_src, peers, count
 
 
 # ----------------------------------------------------------------------------- ours
-def run_ours(cfg, precision, warmup, steps, count_ops=False, seed=0):
-    """Ours through Keras's `train_on_batch` on the backend of `KERAS_BACKEND`."""
+def run_ours(cfg, precision, warmup, steps, count_ops=False, jit_compile="auto", seed=0):
+    """Ours through Keras's `train_on_batch` on the backend of `KERAS_BACKEND`;
+    `jit_compile=True` on torch runs the step through `torch.compile` (Keras's)."""
     import keras_flexpredict  # noqa: F401 - first: imports Keras without JAX on torch
 
     import keras
@@ -338,7 +339,7 @@ def run_ours(cfg, precision, warmup, steps, count_ops=False, seed=0):
         predictor=dict(hidden_dim=PREDICTOR_WIDTH, depth=PREDICTOR_DEPTH, num_heads=cfg["heads"], seed=seed),
         masker=dict(min_keep=cfg["min_keep"], seed=seed, reference=True, reference_group_size=cfg["batch"]),
     )
-    model.compile()
+    model.compile(jit_compile=jit_compile)
     # The same stream of masks the model draws (same configuration and seed), to count tokens.
     twin = MultiBlockMasker(**dict(model.masker.get_config(), name="twin"))
     drawn = keras.tree.map_structure(keras.ops.convert_to_numpy, twin.sample_batches(warmup + steps, cfg["batch"]))
@@ -353,10 +354,11 @@ def run_ours(cfg, precision, warmup, steps, count_ops=False, seed=0):
         times.append(time.perf_counter() - start)
     peak_memory = _keras_peak_memory_mib(keras)
     ops = None
-    if count_ops and keras.backend.backend() == "torch":
+    if count_ops and keras.backend.backend() == "torch" and jit_compile is not True:
         ops = count_aten_ops(lambda: model.train_on_batch(images))
     return dict(
-        impl=f"ours-{keras.backend.backend()}", device=_keras_device_name(keras), keras=keras.__version__, aten_ops=ops,
+        impl=f"ours-{keras.backend.backend()}" + ("-compiled" if jit_compile is True and keras.backend.backend() == "torch" else ""),
+        device=_keras_device_name(keras), keras=keras.__version__, aten_ops=ops,
         context_tokens=float(np.mean(context_tokens)), target_tokens=float(np.mean(target_tokens)),
         context_slots=int(model.masker.num_context_tokens), target_slots=int(model.masker.num_target_tokens),
         flops=float(np.mean([model_flops(cfg, c, t) for c, t in zip(context_tokens, target_tokens)])),
@@ -411,6 +413,8 @@ def main(argv=None):
     parser.add_argument("--peak-tflops", type=float, default=None, help="bfloat16 matmul peak, for MFU")
     parser.add_argument("--count-ops", action="store_true",
                         help="after timing, count one step's aten ops (torch and the official side)")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="ours on torch: the step through torch.compile (an experiment: untested beyond a CPU smoke run)")
     parser.add_argument("--report", metavar="LOG", help="print the markdown table of a gpu_goal.sh log, and stop")
     args = parser.parse_args(argv)
     if args.report:
@@ -435,7 +439,7 @@ def main(argv=None):
                 cfg, args.precision, args.warmup, args.steps, args.ckpt, args.official_src, args.peers, args.count_ops
             )
         else:
-            raw = run_ours(cfg, args.precision, args.warmup, args.steps, args.count_ops)
+            raw = run_ours(cfg, args.precision, args.warmup, args.steps, args.count_ops, True if args.jit_compile else "auto")
     except Exception as error:  # noqa: BLE001 - an out-of-memory batch is a result, not a crash
         if not is_out_of_memory(error):
             raise

@@ -18,6 +18,8 @@ fi
 export OFFICIAL_SRC=${OFFICIAL_SRC:-$PWD/.carry/StoP} PEERS=${PEERS:-$PWD/.carry/peers}
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
 BATCHES=${BATCHES:-256 1024 4096}
+# Cells: official:off, official:official, ours:torch, ours:jax, ours:torch-compiled (an
+# experiment; give it its own call, e.g. CELLS=ours:torch-compiled BATCHES=1024 CELL_TIMEOUT=400).
 CELLS=${CELLS:-official:off ours:torch ours:jax official:official}
 CELL_TIMEOUT=${CELL_TIMEOUT:-150}
 STEPS=${STEPS:-10}
@@ -34,6 +36,9 @@ for cell in $CELLS; do
     args=(--impl "$impl" --size "$SIZE" --image "$IMAGE" --patch "$PATCH" --min-keep "$MIN_KEEP" --batch "$batch" --steps "$STEPS" ${peak:+--peak-tflops "$peak"})
     if [ "$impl" = official ]; then
       args+=(--ckpt "$what" --count-ops)
+      backend=torch
+    elif [ "$what" = torch-compiled ]; then
+      args+=(--jit-compile)  # not in the default cells: torch.compile's first step takes minutes
       backend=torch
     else
       backend=$what
