@@ -212,7 +212,9 @@ GPU since.
 ## GPU: the goal, ViT-B/16 in bfloat16 beside the official step
 
 `bash benchmarks/prepare_gpu_carry.sh` here, then `bash benchmarks/gpu_goal.sh` on a lent
-GPU machine (device `run`, carrying `.whl` and `.carry`; planned to take ~8 minutes, not yet run):
+GPU machine (device `run` with `carry=[".whl", ".carry"]` and `timeout_s=590`; planned to
+take 6-8 minutes, not yet run; copy the `gpu_goal.txt` it returns into
+`benchmarks/results/gpu_goal/` and rebuild this file):
 ViT-B/16 at 224 px, the ViT-B recipe's predictor, bfloat16 autocast with float32
 weights on both sides (Keras's `mixed_bfloat16`; the official config's `use_float16`),
 the official collator's mask distribution on both sides, one batch already on the GPU
