@@ -72,7 +72,10 @@ only by what else each environment loads; the step itself is the same.
 matplotlib installed `import keras` loads them too (~45 MiB of RSS on JAX).
 `--tensorflow-only-python PATH` adds `ours-tensorflow-only` (`make tensorflow-only-env`
 builds `.venv-tensorflow-only`, the package with its `tensorflow` extra): with JAX
-installed, TensorFlow's `tf.lite` imports it (~90 MiB of RSS with Keras's extras).
+installed, TensorFlow's `tf.lite` imports it (~90 MiB of RSS with Keras's extras); since
+session 27 `import keras_flexpredict` imports TensorFlow with JAX hidden too (and hands
+`tf.lite` a `jax.jit` that imports JAX when first called), so what is left between the
+two cells is Keras's scikit-learn, SciPy and matplotlib imports.
 
 Needs: the official StoP clone (`../.mirror/amirbar+StoP/repo`, or `MIRROR`), the
 peers harness (`../shared/peers`, or `PEERS`), pyyaml (`pip install -e .[bench]`).

@@ -20,6 +20,30 @@ _CHECK = textwrap.dedent(
 )
 
 
+_TF_LITE_FROM_JAX = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import keras_flexpredict
+    loaded = "jax" in sys.modules
+    import tensorflow as tf
+
+    def f(x):
+        import jax.numpy as jnp
+        return jnp.sin(x) + 1.0
+
+    converter = tf.lite.TFLiteConverter.experimental_from_jax([f], [[("x", np.zeros(3, np.float32))]])
+    interpreter = tf.lite.Interpreter(model_content=converter.convert())
+    interpreter.allocate_tensors()
+    x = np.array([0.0, np.pi / 2, 0.0], np.float32)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    print(loaded, np.round(y, 4).tolist())
+    """
+)
+
+
 class ImportKerasTest(TestCase):
     def _run(self, backend):
         if importlib.util.find_spec("jax") is None:
@@ -36,12 +60,23 @@ class ImportKerasTest(TestCase):
             self.skipTest("Checked in the torch run (one subprocess per backend run).")
         self.assertEqual(self._run("torch"), ["torch", "False", "3.0"])
 
-    def test_tensorflow_keeps_jax_for_its_own_use(self):
-        # TensorFlow imports JAX itself (tf.lite's JAX converter); hiding it would turn
-        # that converter off for the process.
+    def test_tensorflow_imports_keras_without_jax(self):
+        # TensorFlow's own import would import JAX too (tf.lite's JAX converter).
         if keras.backend.backend() != "tensorflow":
             self.skipTest("Checked in the TensorFlow run (one subprocess per backend run).")
-        self.assertEqual(self._run("tensorflow"), ["tensorflow", "True", "3.0"])
+        self.assertEqual(self._run("tensorflow"), ["tensorflow", "False", "3.0"])
+
+    def test_tensorflow_lites_jax_converter_still_converts(self):
+        if keras.backend.backend() != "tensorflow":
+            self.skipTest("Checked in the TensorFlow run (one subprocess per backend run).")
+        if importlib.util.find_spec("jax") is None:
+            self.skipTest("JAX is not installed here: no converter to keep.")
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        result = subprocess.run(
+            [sys.executable, "-c", _TF_LITE_FROM_JAX], env=env, capture_output=True, text=True, timeout=300
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertEqual(result.stdout.strip().splitlines()[-1], "False [1.0, 2.0, 1.0]")
 
     def test_jax_backend_still_gets_jax(self):
         if keras.backend.backend() != "jax":
