@@ -10,7 +10,7 @@ GiB). `keras_flexpredict` imports Keras through `import_keras`, first thing.
 On TensorFlow, `import tensorflow` imports JAX as well, when it is installed:
 `tf.lite` binds `jax.jit` at import for its JAX converter
 (`TFLiteConverter.experimental_from_jax`). `import_keras` hides JAX from that import too
-(a ViT-Tiny 64/8 TensorFlow process 748 -> 642 MiB of RSS after `import
+(a TensorFlow process with every backend installed: 748 -> 642 MiB of RSS after `import
 keras_flexpredict`, session 27) and then gives `tf.lite` a `jit` that imports JAX on its
 first call, so the converter works as before.
 
