@@ -269,6 +269,19 @@ def model_flops(cfg, context_tokens, target_tokens):
 
 
 # ----------------------------------------------------------------------------- our worker
+def drawn_token_counts(masker, steps, batch):
+    """Mean real context and target tokens per image of each of the first `steps`
+    batches `masker` draws: a twin of the same configuration and seed draws the same
+    stream, so the model's own masker is left untouched. Two `(steps,)` arrays."""
+    import keras
+
+    from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker
+
+    twin = MultiBlockMasker(**dict(masker.get_config(), name="twin"))
+    drawn = keras.tree.map_structure(keras.ops.convert_to_numpy, twin.sample_batches(steps, batch))
+    return drawn["context_mask"].sum(-1).mean(-1), drawn["target_mask"].sum(-1).mean((-1, -2))
+
+
 def load_official_masks(path, steps, num_targets=NUM_TARGETS):
     """The official harness's `--dump-masks` file as padded arrays with the
     masker's layout: `context_indices (S, B, Kc)`, `target_indices (S, B, M, Kt)` and
@@ -320,7 +333,6 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None, leng
     import keras
     import numpy as np
 
-    from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker
     from keras_flexpredict.models.flex_predict import FlexPredict
 
     cfg = CONFIGS[config]
@@ -374,15 +386,11 @@ def run_ours(config, masks, warmup, steps, seed=0, replay=None, label=None, leng
         )
     if masks == "official":
         drawn = replayed
+        context_tokens = drawn["context_mask"].sum(-1).mean(-1)  # per step
+        target_tokens = drawn["target_mask"].sum(-1).mean((-1, -2))
     else:
-        # The same stream of masks the model draws (same configuration and seed).
-        twin = MultiBlockMasker(**dict(model.masker.get_config(), name="twin"))
-        drawn = keras.tree.map_structure(
-            keras.ops.convert_to_numpy, twin.sample_batches(warmup + steps, cfg["batch"])
-        )
+        context_tokens, target_tokens = drawn_token_counts(model.masker, warmup + steps, cfg["batch"])
     model.compile()
-    context_tokens = drawn["context_mask"].sum(-1).mean(-1)  # per step
-    target_tokens = drawn["target_mask"].sum(-1).mean((-1, -2))
     batch = np.random.default_rng(seed).normal(size=(cfg["batch"], cfg["image"], cfg["image"], 3))
     batch = batch.astype("float32")
 

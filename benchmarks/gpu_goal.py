@@ -40,6 +40,7 @@ import statistics
 import sys
 import time
 
+from benchmarks.compare_official import drawn_token_counts
 from benchmarks.compare_official import model_flops
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -325,7 +326,6 @@ def run_ours(cfg, precision, warmup, steps, count_ops=False, jit_compile="auto",
     import keras
     import numpy as np
 
-    from keras_flexpredict.layers.multi_block_masker import MultiBlockMasker
     from keras_flexpredict.models.flex_predict import FlexPredict
 
     if precision == "bfloat16":
@@ -340,11 +340,8 @@ def run_ours(cfg, precision, warmup, steps, count_ops=False, jit_compile="auto",
         masker=dict(min_keep=cfg["min_keep"], seed=seed, reference=True, reference_group_size=cfg["batch"]),
     )
     model.compile(jit_compile=jit_compile)
-    # The same stream of masks the model draws (same configuration and seed), to count tokens.
-    twin = MultiBlockMasker(**dict(model.masker.get_config(), name="twin"))
-    drawn = keras.tree.map_structure(keras.ops.convert_to_numpy, twin.sample_batches(warmup + steps, cfg["batch"]))
-    context_tokens = drawn["context_mask"].sum(-1).mean(-1)[warmup:]
-    target_tokens = drawn["target_mask"].sum(-1).mean((-1, -2))[warmup:]
+    context_tokens, target_tokens = drawn_token_counts(model.masker, warmup + steps, cfg["batch"])
+    context_tokens, target_tokens = context_tokens[warmup:], target_tokens[warmup:]
     images = np.random.default_rng(seed).standard_normal((cfg["batch"], cfg["image"], cfg["image"], 3), "float32")
     images = keras.ops.convert_to_tensor(images)  # on the default device
     times = []

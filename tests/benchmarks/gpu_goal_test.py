@@ -83,4 +83,5 @@ def test_one_tiny_cell_of_the_official_step__result_line(tmp_path, capsys):
 
 def test_masks_the_official_collator_would_redraw_forever__refused_before_any_work():
     with pytest.raises(ValueError, match="min_keep=2"):
-        gpu_goal.main(["--impl", "official", "--official-src", "/nonexistent"] + ["--size", "tiny", "--image", "32", "--patch", "8", "--min-keep", "2"])
+        gpu_goal.main(["--impl", "official", "--official-src", "/nonexistent", "--size", "tiny", "--image", "32",
+                       "--patch", "8", "--min-keep", "2"])
