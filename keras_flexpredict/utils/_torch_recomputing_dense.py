@@ -50,11 +50,18 @@ def _times_transposed(x, weight):
     return torch.mm(x, weight.t())
 
 
+def _kernel_gradient(inputs, grad):
+    # inputs.T @ grad for 2-D operands.
+    if _torch_onednn_linear.enabled_for(inputs):
+        return _torch_onednn_linear.kernel_gradient(inputs, grad)
+    return torch.mm(inputs.t(), grad)
+
+
 def _dense_backward(ctx, grad, inputs, kernel, inputs_need_grad):
     """Gradients of `inputs @ kernel + bias` for `(inputs, kernel, bias)` (the kernel
     and bias are the function's last two inputs)."""
     grad_inputs = _times_transposed(grad, kernel) if inputs_need_grad else None
-    grad_kernel = _times_transposed(inputs.t(), grad.t()) if ctx.needs_input_grad[-2] else None
+    grad_kernel = _kernel_gradient(inputs, grad) if ctx.needs_input_grad[-2] else None
     grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[-1] else None
     return grad_inputs, grad_kernel, grad_bias
 

@@ -43,6 +43,17 @@ class TorchOneDNNLinearTest(TestCase):
         self._check_against_f_linear(torch.randn(2, 5, 8), torch.randn(8, 12), torch.randn(12))
         self._check_against_f_linear(torch.randn(7, 8), torch.randn(8, 3), None)
 
+    def test_kernel_gradient_in_either_orientation(self):
+        # Taken as (grad.T @ inputs).T where the kernel has fewer outputs than inputs.
+        import torch
+
+        torch.manual_seed(2)
+        for rows, fan_in, fan_out in [(9, 8, 3), (9, 3, 8), (9, 4, 4)]:
+            inputs, grad = torch.randn(rows, fan_in), torch.randn(rows, fan_out)
+            got = self.module.kernel_gradient(inputs, grad)
+            self.assertEqual(tuple(got.shape), (fan_in, fan_out))
+            np.testing.assert_allclose(got.numpy(), (inputs.t() @ grad).numpy(), rtol=1e-5, atol=1e-5)
+
     def test_sliced_kernel_and_non_contiguous_input(self):
         # As the predictor's last block: the query columns of the qkv kernel, on the
         # kept tokens only (column slices take oneDNN's reference kernel unless copied).
