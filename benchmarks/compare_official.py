@@ -688,7 +688,8 @@ def main():
     )
     parser.add_argument(
         "--backends", default="torch,jax,tensorflow",
-        help=f"comma-separated Keras backends, or variants for an A/B: {sorted(BACKEND_VARIANTS)}",
+        help=f"comma-separated Keras backends, or variants for an A/B: {sorted(BACKEND_VARIANTS)}; "
+        "`none` runs only the one-backend cells (--torch-only-python and the like)",
     )
     parser.add_argument(
         "--allocators",
@@ -738,7 +739,11 @@ def main():
     RESULTS = os.path.abspath(args.results)
     args.configs = args.configs.split(",")
     args.masks = args.masks.split(",")
-    args.backends = args.backends.split(",")
+    args.backends = [] if args.backends == "none" else args.backends.split(",")
+    if not args.worker and not args.report and not args.backends and not any(
+        getattr(args, arg) for _, arg in SINGLE_BACKEND_CELLS.values()
+    ):
+        parser.error("--backends none runs only the one-backend cells, and no --*-only-python was given")
     args.allocators = args.allocators.split(",")
     for name in args.allocators:
         if name not in ALLOCATORS:

@@ -111,6 +111,8 @@ def write_benchmarks_md():
         compare_jax_memory=_read("compare_jax_memory.md"),
         compare_jax_memory_default=_read("compare_jax_memory_default.md"),
         compare_jax_memory_reading=_read("compare_jax_memory_reading.md"),
+        compare_zen4_s28=_read("compare_zen4_s28.md"),
+        compare_zen4_s28_reading=_read("compare_zen4_s28_reading.md"),
         compare_zen5_s23=_read("compare_zen5_s23.md"),
         compare_zen5_s23_reading=_read("compare_zen5_s23_reading.md"),
         compare_zen5_s22=_read("compare_zen5_s22.md"),
@@ -262,6 +264,21 @@ step's matmuls) runs at about half the speed of oneDNN's and XLA's float32 matmu
 {compare}
 
 {compare_reading}
+
+### Session 28: a 2-core AMD EPYC Zen 4 VM (CPU family 25), each backend installed alone, official masks
+
+`python -m benchmarks.compare_official --masks official --backends none
+--torch-only-python .venv-torch-only/bin/python --jax-only-python
+.venv-jax-only/bin/python --tensorflow-only-python .venv-tensorflow-only/bin/python
+--results benchmarks/results/compare_zen4_s28` (raw results there), the code of session
+28, glibc's malloc. The VM of this session: CPU family 25, model 17 (Zen 4, AVX-512 on
+256-bit units), where MKL's `sgemm` (the official step's matmuls) runs the model's
+shapes about as fast as oneDNN's and XLA's matmuls, so the step's arithmetic speed gives
+no backend the lead it has on Zen 5.
+
+{compare_zen4_s28}
+
+{compare_zen4_s28_reading}
 
 ### Session 23: every backend, before TensorFlow's step changed in sessions 24-26
 

@@ -195,6 +195,43 @@ def test_single_backend_cell__runs_with_its_interpreter_and_backend(results, tmp
     ]
 
 
+def test_backends_none__only_the_one_backend_cells(results, tmp_path, monkeypatch):
+    calls = []
+    torch_only = tmp_path / "python"
+    torch_only.write_text("")
+
+    def fake_run(cmd, **kwargs):
+        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--out="))
+        label = next(a.split("=", 1)[1] for a in cmd if a.startswith("--label="))
+        calls.append((cmd[0], kwargs["env"]["KERAS_BACKEND"], label))
+        with open(out, "w") as f:
+            json.dump(dict(_row(label, 1000.0), masks="default"), f)
+
+        class Done:
+            returncode = 0
+
+        return Done()
+
+    monkeypatch.setattr(compare_official, "matmul_peak", lambda: {"torch_mm": 150.0, "onednn": 300.0})
+    monkeypatch.setattr(compare_official.subprocess, "run", fake_run)
+    monkeypatch.setattr(compare_official, "run_official", lambda *a: None)
+    monkeypatch.setattr(
+        "sys.argv",
+        ["compare_official", "--configs", "tiny64", "--masks", "default", "--backends", "none", "--rounds", "1",
+         "--torch-only-python", str(torch_only), "--results", str(results)],
+    )
+    compare_official.main()
+    assert calls == [(str(torch_only), "torch", "ours-torch-only")]
+
+
+def test_backends_none_without_a_one_backend_python__refused(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["compare_official", "--backends", "none"])
+    monkeypatch.setattr(compare_official, "drive", lambda args: pytest.fail("ran cells"))
+    with pytest.raises(SystemExit):
+        compare_official.main()
+    assert "--backends none runs only the one-backend cells" in capsys.readouterr().err
+
+
 def test_remat_blocks_variant__its_environment_and_its_one_backend_cell_only_beside_it():
     env = compare_official.backend_environment({}, "tensorflow-remat-blocks")
     assert env == {"KERAS_BACKEND": "tensorflow", compare_official.REMAT_BLOCKS: "1"}
