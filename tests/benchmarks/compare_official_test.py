@@ -159,19 +159,18 @@ def test_single_backend_cells__missing_interpreter_refused_before_any_run(monkey
     )
 
 
-def test_single_backend_cell__runs_with_its_interpreter_and_backend(results, tmp_path, monkeypatch):
+def _fake_workers(monkeypatch):
+    """Worker processes replaced by a result written at once; returns the list each
+    worker call appends `(python, KERAS_BACKEND, label)` to."""
     calls = []
     real_run = compare_official.subprocess.run
-    jax_only = tmp_path / "python"
-    jax_only.write_text("")
 
     def fake_run(cmd, **kwargs):
         if "--worker" not in cmd:
             return real_run(cmd, **kwargs)
-        env = kwargs["env"]
         out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--out="))
         label = next(a.split("=", 1)[1] for a in cmd if a.startswith("--label="))
-        calls.append((cmd[0], env["KERAS_BACKEND"], label))
+        calls.append((cmd[0], kwargs["env"]["KERAS_BACKEND"], label))
         with open(out, "w") as f:
             json.dump(dict(_row(label, 1000.0), masks="default"), f)
 
@@ -182,6 +181,13 @@ def test_single_backend_cell__runs_with_its_interpreter_and_backend(results, tmp
 
     monkeypatch.setattr(compare_official, "matmul_peak", lambda: {"torch_mm": 150.0, "onednn": 300.0})
     monkeypatch.setattr(compare_official.subprocess, "run", fake_run)
+    return calls
+
+
+def test_single_backend_cell__runs_with_its_interpreter_and_backend(results, tmp_path, monkeypatch):
+    jax_only = tmp_path / "python"
+    jax_only.write_text("")
+    calls = _fake_workers(monkeypatch)
     monkeypatch.setattr(
         "sys.argv",
         ["compare_official", "--configs", "tiny64", "--masks", "default", "--backends", "jax", "--rounds", "1",
@@ -196,24 +202,9 @@ def test_single_backend_cell__runs_with_its_interpreter_and_backend(results, tmp
 
 
 def test_backends_none__only_the_one_backend_cells(results, tmp_path, monkeypatch):
-    calls = []
     torch_only = tmp_path / "python"
     torch_only.write_text("")
-
-    def fake_run(cmd, **kwargs):
-        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--out="))
-        label = next(a.split("=", 1)[1] for a in cmd if a.startswith("--label="))
-        calls.append((cmd[0], kwargs["env"]["KERAS_BACKEND"], label))
-        with open(out, "w") as f:
-            json.dump(dict(_row(label, 1000.0), masks="default"), f)
-
-        class Done:
-            returncode = 0
-
-        return Done()
-
-    monkeypatch.setattr(compare_official, "matmul_peak", lambda: {"torch_mm": 150.0, "onednn": 300.0})
-    monkeypatch.setattr(compare_official.subprocess, "run", fake_run)
+    calls = _fake_workers(monkeypatch)
     monkeypatch.setattr(compare_official, "run_official", lambda *a: None)
     monkeypatch.setattr(
         "sys.argv",
